@@ -1,0 +1,63 @@
+# Leaf discovery, the validated config, and one-line input functions into labmake.paths.
+import re
+from snakemake.exceptions import WorkflowError
+from pathlib import Path
+
+import labmake
+from labmake import paths
+from labmake.config import ConfigError, validate
+from labmake.taxonomy import find_leaves
+
+try:
+    CONFIG = validate(config, "params.yaml")
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+
+TAXONOMY = Path(CONFIG.taxonomy.root)
+LEAVES = find_leaves(TAXONOMY)
+if not LEAVES:
+    raise WorkflowError(f"{TAXONOMY}: no qna.yaml found; set taxonomy.root in params.yaml")
+PHASES = [phase.name for phase in CONFIG.train.phases]
+PHASE_DATASET = {phase.name: phase.dataset for phase in CONFIG.train.phases}
+QUANTS = list(CONFIG.export.quantizations)
+# labmake's code is an input of the rules that run it: Snakemake's code trigger sees only the
+# script files, not the package they call.
+CODE = Path(labmake.__file__).parent
+
+
+wildcard_constraints:
+    leaf="|".join(re.escape(leaf) for leaf in LEAVES),
+    phase="|".join(re.escape(p) for p in PHASES),
+    quant="|".join(re.escape(q) for q in QUANTS if q != "F16") or "NONE",
+
+
+def code(*modules):
+    return sorted(str(CODE / f"{m}.py") for m in modules + ("config", "io", "logs"))
+
+
+def leaf_files(wildcards):
+    """The leaf's own files: qna.yaml, its documents, attribution (not sub-leaves)."""
+    folder = TAXONOMY / wildcards.leaf
+    return sorted(str(p) for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def all_leaves(template):
+    return [template.format(leaf=leaf) for leaf in LEAVES]
+
+
+def earlier_phases(name):
+    return PHASES[: PHASES.index(name)]
+
+
+def phase_parents(wildcards):
+    return [paths.CHECKPOINT_DIR.format(phase=p) for p in earlier_phases(wildcards.phase)]
+
+
+def phase_replay(wildcards):
+    own = PHASE_DATASET[wildcards.phase]
+    earlier = {PHASE_DATASET[p] for p in earlier_phases(wildcards.phase)} - {own}
+    return [paths.dataset(d) for d in sorted(earlier)]
+
+
+def phase_params(wildcards):
+    return next(p for p in config["train"]["phases"] if p["name"] == wildcards.phase)

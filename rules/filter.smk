@@ -1,0 +1,15 @@
+rule filter:
+    input:
+        seeds=paths.SEEDS,
+        generated=paths.GENERATED,
+        code=code("filters"),
+    output:
+        samples=paths.FILTERED,
+        stats=paths.FILTER_STATS,
+    params:
+        filter=config.get("filter", {}),
+    log:
+        paths.LOG.format(rule="filter", name="{leaf}"),
+    localrule: True
+    script:
+        "../scripts/filter.py"

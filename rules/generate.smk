@@ -1,0 +1,17 @@
+rule generate:
+    input:
+        seeds=paths.SEEDS,
+        code=code("generate", "teacher"),
+    output:
+        paths.GENERATED,
+    params:
+        teacher=config.get("teacher", {}),
+        generate=config.get("generate", {}),
+        seed=config["seed"],
+    log:
+        paths.LOG.format(rule="generate", name="{leaf}"),
+    threads: CONFIG.teacher.n_threads
+    resources:
+        mem_mb=2000,
+    script:
+        "../scripts/generate.py"

@@ -1,0 +1,18 @@
+rule mix:
+    input:
+        seeds=all_leaves(paths.SEEDS),
+        filtered=all_leaves(paths.FILTERED),
+        code=code("mix"),
+    output:
+        knowledge=paths.dataset("knowledge"),
+        skills=paths.dataset("skills"),
+        eval=paths.dataset("eval"),
+        stats=paths.MIX_STATS,
+    params:
+        mix=config.get("mix", {}),
+        seed=config["seed"],
+    log:
+        paths.log("mix"),
+    localrule: True
+    script:
+        "../scripts/mix.py"

@@ -1,0 +1,39 @@
+rule base_model:
+    # The student in Hugging Face form, converted once from its GGUF (cached by content hash).
+    input:
+        code=code("student"),
+    output:
+        directory(paths.BASE_DIR),
+    params:
+        student=config.get("student", {}),
+    log:
+        paths.log("base_model"),
+    threads: 2
+    resources:
+        mem_mb=6000,
+    script:
+        "../scripts/base_model.py"
+
+
+rule train:
+    # One phase of tuning (phases are data in params.yaml), starting from the earlier ones.
+    input:
+        base=paths.BASE_DIR,
+        parents=phase_parents,
+        dataset=lambda w: paths.dataset(PHASE_DATASET[w.phase]),
+        replay=phase_replay,
+        code=code("train", "student"),
+    output:
+        directory(paths.CHECKPOINT_DIR),
+    params:
+        phase=phase_params,
+        max_seq_len=config["train"].get("max_seq_len", 256),
+        seed=config["seed"],
+    log:
+        paths.LOG.format(rule="train", name="{phase}"),
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    script:
+        "../scripts/train.py"

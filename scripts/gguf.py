@@ -1,0 +1,17 @@
+from pathlib import Path
+
+from labmake import export, logs, provenance
+
+with logs.stage(snakemake.log[0], "gguf"):
+    export.write_gguf(
+        Path(snakemake.input.merged),
+        Path(snakemake.output[0]),
+        provenance=provenance.collect(
+            params=snakemake.params.config,
+            seeds_paths=[Path(p) for p in snakemake.input.seeds],
+            generated_paths=[Path(p) for p in snakemake.input.generated],
+            mix_stats=Path(snakemake.input.mix_stats),
+            base_dir=Path(snakemake.input.base),
+            taxonomy_root=snakemake.params.taxonomy,
+        ),
+    )

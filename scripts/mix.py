@@ -1,0 +1,14 @@
+from pathlib import Path
+
+from labmake import logs, mix
+from labmake.config import MixConfig, section
+
+with logs.stage(snakemake.log[0], "mix"):
+    mix.run(
+        [Path(p) for p in snakemake.input.seeds],
+        [Path(p) for p in snakemake.input.filtered],
+        section(MixConfig, snakemake.params.mix, "mix"),
+        snakemake.params.seed,
+        {name: Path(snakemake.output[name]) for name in ("knowledge", "skills", "eval")},
+        Path(snakemake.output.stats),
+    )

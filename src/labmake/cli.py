@@ -1,0 +1,126 @@
+"""The ``labmake`` command: validate, build, chat, serve.
+
+Heavy libraries (torch, transformers, llama_cpp, snakemake) are imported inside the command
+that needs them, so ``labmake validate`` starts in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from . import __version__, paths
+
+EXIT_USAGE = 2
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .taxonomy import run_validate
+
+    return run_validate(
+        [Path(p) for p in args.paths],
+        ilab_strict=args.ilab_strict,
+        fmt=args.format,
+        params_path=Path(args.params) if args.params else None,
+    )
+
+
+def _build(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load
+    from .taxonomy import run_validate
+
+    try:
+        cfg = load(args.params)
+    except ConfigError as exc:
+        print(f"labmake build: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    # A broken qna.yaml is reported here, file by file, before any job starts.
+    status = run_validate(
+        [Path(cfg.taxonomy.root)], ilab_strict=False, fmt="text", params_path=Path(args.params)
+    )
+    if status != 0:
+        print("labmake build: fix the taxonomy errors above, then build again.", file=sys.stderr)
+        return status
+    snakemake = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
+    command = [snakemake, "--profile", args.profile, "--configfile", args.params, *args.snakemake_args]
+    print("+ " + " ".join(command), file=sys.stderr)
+    result = subprocess.run(command, check=False)
+    if result.returncode == 0 and "-n" not in args.snakemake_args:
+        model = paths.gguf(cfg.export.quantizations[0])
+        print(f"\nlabmake: built {model}\n  evaluation: {paths.EVAL_REPORT}\n"
+              f"  chat with it: labmake chat {model}")
+    return result.returncode
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from .chat import chat
+
+    return chat(Path(args.model), n_ctx=args.n_ctx, max_tokens=args.max_tokens,
+                temperature=args.temperature, system=args.system)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    model = Path(args.model)
+    if not model.is_file():
+        print(f"labmake serve: error: {model}: no such GGUF file", file=sys.stderr)
+        return EXIT_USAGE
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
+               "--host", args.host, "--port", str(args.port)]
+    print("+ " + " ".join(command), file=sys.stderr)
+    return subprocess.run(command, check=False).returncode
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="labmake",
+        description="Compile a taxonomy of seed examples into a fine-tuned, quantized GGUF model.",
+    )
+    top.add_argument("--version", action="version", version=f"labmake {__version__}")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check qna.yaml files (InstructLab-compatible)")
+    p.add_argument("paths", nargs="*", help="taxonomy roots or qna.yaml files (default: params.yaml's taxonomy.root)")
+    p.add_argument("--ilab-strict", action="store_true",
+                   help="accept exactly what `ilab taxonomy diff` accepts (yamllint warnings are errors; labmake's extra limits off)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--params", default=None, help="params.yaml to read the teacher's context size from")
+    p.set_defaults(func=_validate)
+
+    p = sub.add_parser("build", help="run the build with snakemake (extra arguments go to snakemake)")
+    p.add_argument("--profile", default="profiles/local", help="snakemake profile (profiles/local or profiles/slurm)")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="passed to snakemake, e.g. -n")
+    p.set_defaults(func=_build)
+
+    p = sub.add_parser("chat", help="talk to a GGUF model in the terminal")
+    p.add_argument("model", help="a .gguf file, e.g. build/model/model.Q4_K_M.gguf")
+    p.add_argument("--n-ctx", type=int, default=2048)
+    p.add_argument("--max-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--system", default=None, help="a system message to start the conversation with")
+    p.set_defaults(func=_chat)
+
+    p = sub.add_parser("serve", help="serve a GGUF model with llama.cpp's OpenAI-compatible server")
+    p.add_argument("model")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=_serve)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("\nlabmake: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

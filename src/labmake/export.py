@@ -1,0 +1,318 @@
+"""Export: merge the trained adapters into the base, write a GGUF, quantize it.
+
+    base folder + phase adapters --merge--> merged folder (safetensors, tokenizer, tokenizer.gguf,
+    labmake_model.json) --write_gguf--> model.F16.gguf --quantize--> model.Q4_K_M.gguf, ...
+
+The GGUF writer is labmake's own (gguf-py's ``GGUFWriter`` plus the per-family registry in
+:mod:`labmake.gguf_arch`), not llama.cpp's converter script: the tokenizer is copied verbatim
+from the student's source GGUF (llama.cpp's converter mislabels a tokenizer.json-only Gemma
+tokenizer), and provenance goes into ``general.*`` and ``labmake.*`` metadata. Every output is
+written under a temporary name and renamed, and the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import gguf
+
+from . import io
+from .gguf_arch import ExportError, family_for
+from .student import BASE_MARKER, TOKENIZER_GGUF, _atomic_dir
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+
+MODEL_MARKER = "labmake_model.json"
+PROVENANCE_PREFIXES = ("general.", "labmake.")
+# Keys the writer sets itself; provenance may not override them.
+RESERVED_KEYS = frozenset(
+    {
+        gguf.Keys.General.ARCHITECTURE,
+        gguf.Keys.General.TYPE,
+        gguf.Keys.General.FILE_TYPE,
+        gguf.Keys.General.QUANTIZATION_VERSION,
+        gguf.Keys.General.ALIGNMENT,
+    }
+)
+OUT_TYPES = {"F32": gguf.LlamaFileType.ALL_F32, "F16": gguf.LlamaFileType.MOSTLY_F16}
+# params.yaml names -> llama.cpp file types (the same numbers as gguf.LlamaFileType).
+QUANT_TYPES = {
+    "F16": gguf.LlamaFileType.MOSTLY_F16,
+    "Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+    "Q6_K": gguf.LlamaFileType.MOSTLY_Q6_K,
+    "Q5_K_M": gguf.LlamaFileType.MOSTLY_Q5_K_M,
+    "Q5_0": gguf.LlamaFileType.MOSTLY_Q5_0,
+    "Q4_K_M": gguf.LlamaFileType.MOSTLY_Q4_K_M,
+    "Q4_0": gguf.LlamaFileType.MOSTLY_Q4_0,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Merge
+
+
+def merge(
+    base_dir: Path, phase_dirs: Sequence[Path], out_dir: Path, provenance: Mapping[str, Any]
+) -> None:
+    """Merge each phase's LoRA adapter into the base, in order, and save the result.
+
+    ``out_dir`` gets the merged safetensors, the base's tokenizer files and tokenizer.gguf, the
+    base's labmake_base.json, and ``labmake_model.json`` (``provenance``) last.
+    """
+    import torch
+
+    from .train import load_tuned
+
+    base_dir, out_dir = Path(base_dir), Path(out_dir)
+    t0 = time.monotonic()
+    log.info("merging %d adapter(s) into %s", len(phase_dirs), base_dir)
+    model, tokenizer = load_tuned(base_dir, [Path(p) for p in phase_dirs], dtype=torch.float32)
+    with _atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        for name in (TOKENIZER_GGUF, BASE_MARKER):
+            shutil.copyfile(base_dir / name, tmp / name)
+        io.write_json(tmp / MODEL_MARKER, dict(provenance))
+    log.info("merged model saved in %.0f s", time.monotonic() - t0)
+
+
+# ---------------------------------------------------------------------------------------------
+# HF -> GGUF
+
+
+def write_gguf(
+    hf_dir: Path,
+    out_path: Path,
+    *,
+    provenance: Mapping[str, str | int | float | bool],
+    out_type: str = "F16",
+) -> None:
+    """Write the model in ``hf_dir`` as one GGUF with its tokenizer and ``provenance``.
+
+    ``provenance`` keys must start with ``general.`` or ``labmake.``; all are written, sorted.
+    ``out_type``: F16 (matrices in f16, norms in f32, as llama.cpp does) or F32.
+    """
+    hf_dir, out_path = Path(hf_dir), Path(out_path)
+    if out_type not in OUT_TYPES:
+        raise ExportError(f"GGUF out_type {out_type!r} is not one of {', '.join(OUT_TYPES)}")
+    _check_provenance(provenance)
+    t0 = time.monotonic()
+    config_path = hf_dir / "config.json"
+    if not config_path.is_file():
+        raise ExportError(f"{hf_dir}: no config.json; not a Hugging Face model folder")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    family = family_for(config, str(config_path))
+    tok_path = hf_dir / TOKENIZER_GGUF
+    if not tok_path.is_file():
+        raise ExportError(
+            f"{hf_dir}: no {TOKENIZER_GGUF}; the folder must come from labmake's base conversion "
+            "or merge, which carry the tokenizer of the source GGUF"
+        )
+    tok_reader = gguf.GGUFReader(tok_path)
+    tokens = tok_reader.get_field(gguf.Keys.Tokenizer.LIST)
+    if tokens is None:
+        raise ExportError(f"{tok_path}: holds no {gguf.Keys.Tokenizer.LIST}")
+    n_vocab = len(tokens.data)
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    writer = gguf.GGUFWriter(tmp, family.arch)
+    try:
+        writer.add_type(gguf.GGUFType.MODEL)
+        for key, value in sorted(_general_defaults(hf_dir, provenance).items()):
+            _add_value(writer, key, value)
+        writer.add_file_type(OUT_TYPES[out_type])
+        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        family.write_hparams(writer)
+        copy_kv(tok_reader, writer, prefix="tokenizer.")
+        for key in sorted(k for k in provenance if k.startswith("labmake.")):
+            _add_value(writer, key, provenance[key])
+        for name, data in _gguf_tensors(hf_dir, family, n_vocab, out_type):
+            writer.add_tensor(name, data)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+    finally:
+        writer.close()
+    os.replace(tmp, out_path)
+    log.info("wrote %s (%s, %s) in %.1f s", out_path, family.arch, out_type, time.monotonic() - t0)
+
+
+def _check_provenance(provenance: Mapping[str, Any]) -> None:
+    for key, value in provenance.items():
+        if not key.startswith(PROVENANCE_PREFIXES):
+            raise ExportError(f"provenance key {key!r} must start with 'general.' or 'labmake.'")
+        if key in RESERVED_KEYS:
+            raise ExportError(f"provenance key {key!r} is set by the GGUF writer itself")
+        if not isinstance(value, (str, int, float, bool)):
+            raise ExportError(f"provenance {key!r}: {type(value).__name__} is not str/int/float")
+
+
+def _general_defaults(hf_dir: Path, provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """general.* keys: the given ones, plus the source model's license where it is known."""
+    general = {k: v for k, v in provenance.items() if k.startswith("general.")}
+    marker = hf_dir / BASE_MARKER
+    if marker.is_file():
+        source = io.read_json(marker).get("source_general") or {}
+        if source.get(gguf.Keys.General.LICENSE):
+            general.setdefault(gguf.Keys.General.LICENSE, source[gguf.Keys.General.LICENSE])
+        if source.get(gguf.Keys.General.NAME):
+            general.setdefault(gguf.Keys.General.BASE_MODEL_COUNT, 1)
+            general.setdefault(
+                gguf.Keys.General.BASE_MODEL_NAME.format(id=0), source[gguf.Keys.General.NAME]
+            )
+    return general
+
+
+def _add_value(writer: gguf.GGUFWriter, key: str, value: str | int | float | bool) -> None:
+    if isinstance(value, bool):  # before int: bool is an int
+        writer.add_bool(key, value)
+    elif isinstance(value, int):
+        if key == gguf.Keys.General.BASE_MODEL_COUNT:
+            writer.add_uint32(key, value)  # the type llama.cpp reads it as
+        else:
+            writer.add_int64(key, value)
+    elif isinstance(value, float):
+        writer.add_float64(key, value)
+    else:
+        writer.add_string(key, value)
+
+
+def _gguf_tensors(
+    hf_dir: Path, family: Any, n_vocab: int, out_type: str
+) -> list[tuple[str, np.ndarray]]:
+    """(GGUF name, array) for every tensor of the model, in a fixed order."""
+    import numpy as np
+    import torch
+    from safetensors import safe_open
+
+    out: list[tuple[str, np.ndarray]] = []
+    for path in _safetensors_files(hf_dir):
+        with safe_open(path, framework="pt") as fh:
+            for hf_name in fh.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                if family.skip(hf_name):
+                    continue
+                data = fh.get_tensor(hf_name).to(torch.float32).numpy()
+                if hf_name.endswith(("embed_tokens.weight", "lm_head.weight")):
+                    data = _fit_vocab(data, n_vocab, hf_name, hf_dir)
+                data = family.transform(hf_name, data)
+                # llama.cpp keeps 1-D tensors (norms) in f32 whatever the file type.
+                dtype = np.float16 if out_type == "F16" and data.ndim > 1 else np.float32
+                out.append((family.gguf_name(hf_name), np.ascontiguousarray(data, dtype=dtype)))
+    out.sort(key=lambda item: _natural_key(item[0]))
+    return out
+
+
+def _fit_vocab(data: np.ndarray, n_vocab: int, name: str, hf_dir: Path) -> np.ndarray:
+    # Models often pad the embedding matrix beyond the tokenizer; llama.cpp wants them equal.
+    if data.shape[0] < n_vocab:
+        raise ExportError(
+            f"{hf_dir}: {name} has {data.shape[0]} rows but the tokenizer has {n_vocab} tokens"
+        )
+    return data[:n_vocab]
+
+
+def _safetensors_files(hf_dir: Path) -> list[Path]:
+    index = hf_dir / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        return [hf_dir / s for s in shards]
+    single = hf_dir / "model.safetensors"
+    if not single.is_file():
+        raise ExportError(f"{hf_dir}: no model.safetensors; save the model with safetensors")
+    return [single]
+
+
+def _natural_key(name: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def copy_kv(reader: gguf.GGUFReader, writer: gguf.GGUFWriter, prefix: str) -> int:
+    """Copy every metadata key starting with ``prefix``, value and type unchanged; the count."""
+    count = 0
+    for field in reader.fields.values():
+        if not field.name.startswith(prefix):
+            continue
+        vtype = field.types[0]
+        if vtype == gguf.GGUFValueType.ARRAY:
+            if len(field.types) != 2:
+                raise ExportError(f"GGUF key {field.name}: nested arrays are not supported")
+            sub = field.types[1]
+            if sub == gguf.GGUFValueType.STRING:
+                items: list[Any] = [bytes(field.parts[i]) for i in field.data]
+            else:
+                items = [v for i in field.data for v in field.parts[i].tolist()]
+            writer.add_key_value(field.name, items, vtype, sub_type=sub)
+        elif vtype == gguf.GGUFValueType.STRING:
+            writer.add_key_value(field.name, bytes(field.parts[field.data[0]]), vtype)
+        else:
+            writer.add_key_value(field.name, field.parts[field.data[0]].tolist()[0], vtype)
+        count += 1
+    return count
+
+
+def read_metadata(gguf_path: Path) -> dict[str, Any]:
+    """Every scalar and string metadata value of a GGUF (arrays left out), by key."""
+    reader = gguf.GGUFReader(gguf_path)
+    return {
+        name: field.contents()
+        for name, field in reader.fields.items()
+        if field.types and field.types[0] != gguf.GGUFValueType.ARRAY
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Quantize and run
+
+
+def quantize(src: Path, dst: Path, qtype: str, n_threads: int = 2) -> None:
+    """Quantize GGUF ``src`` to ``dst`` with llama.cpp; metadata is carried over."""
+    if qtype not in QUANT_TYPES:
+        raise ExportError(
+            f"unknown quantization {qtype!r}; use one of {', '.join(sorted(QUANT_TYPES))}"
+        )
+    import llama_cpp
+
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise ExportError(f"{src}: no such GGUF to quantize")
+    t0 = time.monotonic()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = int(QUANT_TYPES[qtype])
+    params.nthread = n_threads
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    try:
+        rc = llama_cpp.llama_model_quantize(
+            str(src).encode(), str(tmp).encode(), ctypes.byref(params)
+        )
+        if rc != 0:
+            raise ExportError(f"llama.cpp failed to quantize {src} to {qtype} (code {rc})")
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("quantized %s -> %s (%s) in %.1f s", src.name, dst.name, qtype, time.monotonic() - t0)
+
+
+def smoke_generate(gguf_path: Path, prompt: str, max_tokens: int = 16, n_threads: int = 2) -> str:
+    """Greedy completion of ``prompt`` by the GGUF in llama.cpp: proof that it loads and runs."""
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(gguf_path), n_ctx=512, n_threads=n_threads, seed=0, verbose=False)
+    try:
+        out = llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0)
+    finally:
+        llm.close()
+    return out["choices"][0]["text"]

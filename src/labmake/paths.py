@@ -1,0 +1,62 @@
+"""Every artifact path of a build, in one place.
+
+The templates carry Snakemake-style ``{leaf}``/``{phase}``/``{quant}`` fields so that rules use
+them as patterns and Python code fills them with :func:`str.format`. A leaf is the
+taxonomy-relative folder of a qna.yaml, e.g. ``knowledge/science/water_cycle``.
+"""
+
+from __future__ import annotations
+
+BUILD = "build"
+
+SEEDS = "build/seeds/{leaf}.json"
+GENERATED = "build/generated/{leaf}.jsonl"
+FILTERED = "build/filtered/{leaf}.jsonl"
+FILTER_STATS = "build/filtered/{leaf}.stats.json"
+DATASET = "build/data/{dataset}.jsonl"
+DATASETS = ("knowledge", "skills", "eval")
+MIX_STATS = "build/data/mix.json"
+
+BASE_DIR = "build/base"
+BASE_DONE = "build/base/labmake_base.json"
+CHECKPOINT_DIR = "build/checkpoints/{phase}"
+CHECKPOINT_DONE = "build/checkpoints/{phase}/labmake_phase.json"
+MERGED_DIR = "build/model/hf"
+MERGED_DONE = "build/model/hf/labmake_model.json"
+GGUF = "build/model/model.{quant}.gguf"
+EVAL_REPORT = "build/eval/report.json"
+MANIFEST = "build/manifest.json"
+
+LOG = "build/logs/{rule}/{name}.log"
+
+
+def seeds(leaf: str) -> str:
+    return SEEDS.format(leaf=leaf)
+
+
+def generated(leaf: str) -> str:
+    return GENERATED.format(leaf=leaf)
+
+
+def filtered(leaf: str) -> str:
+    return FILTERED.format(leaf=leaf)
+
+
+def filter_stats(leaf: str) -> str:
+    return FILTER_STATS.format(leaf=leaf)
+
+
+def dataset(name: str) -> str:
+    return DATASET.format(dataset=name)
+
+
+def checkpoint_done(phase: str) -> str:
+    return CHECKPOINT_DONE.format(phase=phase)
+
+
+def gguf(quant: str) -> str:
+    return GGUF.format(quant=quant)
+
+
+def log(rule: str, name: str = "all") -> str:
+    return LOG.format(rule=rule, name=name)

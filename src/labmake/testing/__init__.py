@@ -1,0 +1,1 @@
+"""Test doubles. Never used by a default build: params.yaml must name them explicitly."""

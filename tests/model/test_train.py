@@ -1,0 +1,324 @@
+"""The training stage on the tiny student: masking, loss, determinism, phases, errors."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from labmake import train  # noqa: E402
+from labmake.config import LoraConfig, PhaseConfig  # noqa: E402
+
+pytestmark = pytest.mark.model
+
+COLOURS = ["red", "green", "blue", "white", "black", "yellow", "brown", "grey"]
+THINGS = ["river", "cloud", "bread", "map", "train", "lake", "garden", "library"]
+
+
+def _conversation(i: int) -> dict:
+    thing, colour = THINGS[i % len(THINGS)], COLOURS[i % len(COLOURS)]
+    return {
+        "messages": [
+            {"role": "user", "content": f"What colour is the {thing}?"},
+            {"role": "assistant", "content": f"The {thing} is {colour}."},
+        ],
+        "leaf": "skills/colours",  # provenance keys ride along and are ignored
+    }
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def _phase(name: str = "knowledge", **overrides) -> PhaseConfig:
+    values = {
+        "name": name,
+        "dataset": name,
+        "max_steps": 20,
+        "learning_rate": 2e-2,
+        "warmup_steps": 2,
+        "batch_size": 4,
+        "lora": LoraConfig(
+            r=8, alpha=16, dropout=0.0, target_modules=("q_proj", "v_proj", "o_proj", "k_proj")
+        ),
+    }
+    values.update(overrides)
+    return PhaseConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return _write_jsonl(
+        tmp_path_factory.mktemp("data") / "knowledge.jsonl", [_conversation(i) for i in range(8)]
+    )
+
+
+@pytest.fixture(scope="module")
+def phase1(tiny_hf_student: Path, data: Path, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("ckpt") / "knowledge"
+    metrics = train.run_phase(
+        _phase(),
+        max_seq_len=64,
+        seed=7,
+        base_dir=tiny_hf_student,
+        parent_dirs=[],
+        dataset=data,
+        replay=[],
+        out_dir=out,
+    )
+    return out, metrics
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_hf_student: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_hf_student)
+
+
+def test_labels_cover_only_the_assistant_turn(tokenizer) -> None:
+    messages = [
+        {"role": "user", "content": "Why do clouds form?"},
+        {"role": "assistant", "content": "Rising air cools and its vapour condenses."},
+        {"role": "user", "content": "And rain?"},
+        {"role": "assistant", "content": "Droplets grow heavy and fall."},
+    ]
+    sample = train.encode(tokenizer, messages)
+    assert len(sample.input_ids) == len(sample.labels)
+    labelled = [
+        t
+        for t, lab in zip(sample.input_ids, sample.labels, strict=True)
+        if lab != train.IGNORE_INDEX
+    ]
+    masked = [
+        t
+        for t, lab in zip(sample.input_ids, sample.labels, strict=True)
+        if lab == train.IGNORE_INDEX
+    ]
+    assert all(
+        lab in (train.IGNORE_INDEX, t)
+        for t, lab in zip(sample.input_ids, sample.labels, strict=True)
+    )
+    assert tokenizer.decode(labelled) == (
+        "Rising air cools and its vapour condenses.<end_of_turn>\n"
+        "Droplets grow heavy and fall.<end_of_turn>\n"
+    )
+    prompt_side = tokenizer.decode(masked)
+    assert prompt_side.startswith("<bos><start_of_turn>user\nWhy do clouds form?<end_of_turn>")
+    assert "And rain?" in prompt_side and "<start_of_turn>model\n" in prompt_side
+    assert "vapour" not in prompt_side and "Droplets" not in prompt_side
+
+
+def test_template_that_is_not_prefix_stable_is_refused(tokenizer) -> None:
+    tok = copy.deepcopy(tokenizer)
+    # Renders the number of turns first: adding a turn rewrites the start of the text.
+    tok.chat_template = (
+        "{{ messages|length }}{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}"
+        "{% if add_generation_prompt %}[assistant]{% endif %}"
+    )
+    with pytest.raises(train.TrainError, match="not prefix-stable"):
+        train.encode(tok, _conversation(0)["messages"])
+
+
+@pytest.mark.parametrize("softcap", [None, 0.05])  # the tiny logits are near 0
+def test_selected_logits_loss_equals_full_cross_entropy(
+    tiny_hf_student: Path, tokenizer, softcap
+) -> None:
+    model, _ = train.load_tuned(tiny_hf_student, [])
+    model.config.final_logit_softcapping = softcap  # Gemma 2 style; both paths must apply it
+    samples = [train.encode(tokenizer, _conversation(i)["messages"]) for i in (0, 3, 5)]
+    samples.append(
+        train.encode(
+            tokenizer,
+            [
+                {
+                    "role": "user",
+                    "content": "Tell me about the water cycle and the rivers, please.",
+                },
+                {
+                    "role": "assistant",
+                    "content": "Water evaporates, forms clouds and falls as rain.",
+                },
+            ],
+        )
+    )
+    batch = train.collate(samples, tokenizer.pad_token_id)
+    assert len({len(s.input_ids) for s in samples}) > 1  # padding is exercised
+    with torch.no_grad():
+        loss_sum, n = train.loss_at_labels(model, **batch)
+        reference = model(**batch).loss  # HF: full logits, shift, mean over labelled tokens
+    assert n == int((batch["labels"][:, 1:] != train.IGNORE_INDEX).sum()) > 0
+    assert torch.allclose(loss_sum / n, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_training_moves_the_adapter_and_leaves_the_base_alone(
+    tiny_hf_student: Path, tokenizer
+) -> None:
+    model, _ = train.load_tuned(tiny_hf_student, [])
+    torch.manual_seed(0)
+    model = train.add_lora(model, LoraConfig(r=4, alpha=8))
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    trainable = {k for k, v in model.named_parameters() if v.requires_grad}
+    assert trainable and all("lora_" in k for k in trainable)
+    samples = [train.encode(tokenizer, _conversation(i)["messages"]) for i in range(4)]
+    phase = _phase(max_steps=3, warmup_steps=0, batch_size=2)
+    plan = train.plan_steps(len(samples), phase, random.Random(0))
+    history = train.train(model, samples, plan, phase, pad_id=tokenizer.pad_token_id)
+    assert len(history) == 3
+    after = dict(model.named_parameters())
+    for name, old in before.items():
+        same = torch.equal(old, after[name].detach())
+        if "lora_B" in name:
+            assert not same, f"{name} did not change"
+        elif name not in trainable:
+            assert same, f"frozen {name} changed"
+
+
+def test_phase_learns_and_writes_its_checkpoint(phase1, data: Path, tiny_hf_student: Path) -> None:
+    out, metrics = phase1
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [train.ADAPTER_WEIGHTS, train.ADAPTER_CONFIG, train.METRICS, train.PHASE_DONE]
+    )
+    assert metrics == json.loads((out / train.METRICS).read_text())
+    assert metrics["steps"] == 20 and len(metrics["loss"]) == 20
+    # The tiny random model's output layer limits how sure it can get; chance is ln(512)=6.24.
+    assert metrics["first_loss"] > 6.0
+    assert metrics["mean_last_k_loss"] < metrics["first_loss"] - 0.3, metrics["loss"]
+    assert metrics["samples"] == {
+        "records": 8,
+        "replayed": 0,
+        "dropped_too_long": 0,
+        "dropped_no_assistant": 0,
+        "used": 8,
+    }
+    assert all(n > 0 for n in metrics["loss_tokens"])
+    provenance = json.loads((out / train.PHASE_DONE).read_text())
+    assert provenance["parents"] == [] and provenance["seed"] == 7
+    assert provenance["phase"]["name"] == "knowledge"
+    assert provenance["dataset"]["path"] == str(data) and provenance["replay"] == []
+    assert provenance["base"]["architecture"] == "Gemma3ForCausalLM"
+    config = json.loads((out / train.ADAPTER_CONFIG).read_text())
+    assert config["target_modules"] == ["k_proj", "o_proj", "q_proj", "v_proj"]
+    assert config["r"] == 8 and config["lora_alpha"] == 16
+    text = (out / train.METRICS).read_text() + (out / train.PHASE_DONE).read_text()
+    assert "time" not in text and "date" not in text  # no wall-clock values in artifacts
+
+
+def test_same_seed_gives_identical_bytes(
+    phase1, data: Path, tiny_hf_student: Path, tmp_path: Path
+) -> None:
+    out, _ = phase1
+    again = tmp_path / "knowledge"
+    again.mkdir()
+    (again / "stale.txt").write_text("a re-run replaces the whole folder")
+    train.run_phase(
+        _phase(),
+        max_seq_len=64,
+        seed=7,
+        base_dir=tiny_hf_student,
+        parent_dirs=[],
+        dataset=data,
+        replay=[],
+        out_dir=again,
+    )
+    assert sorted(p.name for p in again.iterdir()) == sorted(p.name for p in out.iterdir())
+    for path in out.iterdir():
+        assert (again / path.name).read_bytes() == path.read_bytes(), path.name
+    assert not list(tmp_path.glob(".knowledge*"))  # no temp folders left behind
+
+
+def test_second_phase_starts_from_the_first(
+    phase1, data: Path, tiny_hf_student: Path, tokenizer, tmp_path: Path
+) -> None:
+    out1, _ = phase1
+    skills = [_conversation(i + 3) for i in range(5)]
+    skills.append(
+        {
+            "messages": [  # far longer than max_seq_len: dropped and counted
+                {"role": "user", "content": "Describe the water cycle. " * 20},
+                {"role": "assistant", "content": "It moves water. " * 20},
+            ]
+        }
+    )
+    skills.append({"messages": [{"role": "user", "content": "Nothing to answer."}]})
+    dataset = _write_jsonl(tmp_path / "skills.jsonl", skills)
+    out2 = tmp_path / "skills"
+    metrics = train.run_phase(
+        _phase("skills", max_steps=3, replay_ratio=0.5),
+        max_seq_len=64,
+        seed=7,
+        base_dir=tiny_hf_student,
+        parent_dirs=[out1],
+        dataset=dataset,
+        replay=[data],
+        out_dir=out2,
+    )
+    # 7 records + round(0.5 * 7) = 4 replayed, minus the over-long and the answer-less one
+    assert metrics["samples"] == {
+        "records": 7,
+        "replayed": 4,
+        "dropped_too_long": 1,
+        "dropped_no_assistant": 1,
+        "used": 9,
+    }
+    provenance = json.loads((out2 / train.PHASE_DONE).read_text())
+    assert provenance["parents"] == ["knowledge"]
+    assert list(provenance["parent_adapters"]) == ["knowledge"]
+    assert provenance["dataset"]["path"] == str(dataset)
+    assert [r["path"] for r in provenance["replay"]] == [str(data)]
+
+    ids = torch.tensor([train.encode(tokenizer, _conversation(1)["messages"]).input_ids])
+    with torch.no_grad():
+        base = train.load_tuned(tiny_hf_student, [])[0](ids).logits
+        tuned1 = train.load_tuned(tiny_hf_student, [out1])[0](ids).logits
+        tuned2 = train.load_tuned(tiny_hf_student, [out1, out2])[0](ids).logits
+    assert not torch.allclose(base, tuned1, atol=1e-3)
+    assert not torch.allclose(tuned1, tuned2, atol=1e-4)
+
+
+def test_empty_dataset_is_a_clear_error(tiny_hf_student: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "skills.jsonl"
+    empty.write_text("")
+    with pytest.raises(train.TrainError, match=r"skills\.jsonl: empty.*filter kept no samples"):
+        train.run_phase(
+            _phase("skills"),
+            max_seq_len=64,
+            seed=7,
+            base_dir=tiny_hf_student,
+            parent_dirs=[],
+            dataset=empty,
+            replay=[],
+            out_dir=tmp_path / "out",
+        )
+    assert not (tmp_path / "out").exists()
+
+
+def test_all_samples_too_long_is_a_clear_error(
+    tiny_hf_student: Path, data: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(train.TrainError, match=r"longer than train\.max_seq_len=8"):
+        train.run_phase(
+            _phase(),
+            max_seq_len=8,
+            seed=7,
+            base_dir=tiny_hf_student,
+            parent_dirs=[],
+            dataset=data,
+            replay=[],
+            out_dir=tmp_path / "out",
+        )
+
+
+def test_plan_covers_epochs_and_honours_max_steps() -> None:
+    rng = random.Random(1)
+    plan = train.plan_steps(10, _phase(max_steps=None, epochs=2, batch_size=3, grad_accum=2), rng)
+    flat = [i for step in plan for micro in step for i in micro]
+    assert len(plan) == 4 and sorted(flat) == sorted(list(range(10)) * 2)
+    capped = train.plan_steps(10, _phase(max_steps=7, batch_size=4, grad_accum=1), rng)
+    assert len(capped) == 7 and all(len(step) == 1 and len(step[0]) == 4 for step in capped)
