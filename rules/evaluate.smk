@@ -12,6 +12,8 @@ rule evaluate:
         quants=QUANTS,
     log:
         paths.log("evaluate"),
+    benchmark:
+        paths.benchmark("evaluate"),
     threads: 2
     resources:
         mem_mb=6000,
@@ -37,6 +39,8 @@ rule manifest:
         taxonomy=str(TAXONOMY),
     log:
         paths.log("manifest"),
+    benchmark:
+        paths.benchmark("manifest"),
     localrule: True
     script:
         "../scripts/manifest.py"

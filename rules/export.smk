@@ -7,6 +7,8 @@ rule merge:
         directory(paths.MERGED_DIR),
     log:
         paths.log("merge"),
+    benchmark:
+        paths.benchmark("merge"),
     threads: 2
     resources:
         mem_mb=6000,
@@ -30,6 +32,8 @@ rule gguf_f16:
         taxonomy=str(TAXONOMY),
     log:
         paths.log("gguf", "F16"),
+    benchmark:
+        paths.benchmark("gguf", "F16"),
     threads: 1
     resources:
         mem_mb=4000,
@@ -44,7 +48,9 @@ rule quantize:
     output:
         paths.GGUF,
     log:
-        paths.LOG.format(rule="quantize", name="{quant}"),
+        paths.log("quantize", "{quant}"),
+    benchmark:
+        paths.benchmark("quantize", "{quant}"),
     threads: 2
     resources:
         mem_mb=2000,

@@ -9,7 +9,9 @@ rule filter:
     params:
         filter=config.get("filter", {}),
     log:
-        paths.LOG.format(rule="filter", name="{leaf}"),
+        paths.log("filter", "{leaf}"),
+    benchmark:
+        paths.benchmark("filter", "{leaf}"),
     localrule: True
     script:
         "../scripts/filter.py"

@@ -9,7 +9,9 @@ rule generate:
         generate=config.get("generate", {}),
         seed=config["seed"],
     log:
-        paths.LOG.format(rule="generate", name="{leaf}"),
+        paths.log("generate", "{leaf}"),
+    benchmark:
+        paths.benchmark("generate", "{leaf}"),
     threads: CONFIG.teacher.n_threads
     resources:
         mem_mb=2000,

@@ -13,6 +13,8 @@ rule mix:
         seed=config["seed"],
     log:
         paths.log("mix"),
+    benchmark:
+        paths.benchmark("mix"),
     localrule: True
     script:
         "../scripts/mix.py"

@@ -8,7 +8,9 @@ rule seeds:
         seeds=config.get("seeds", {}),
         root=str(TAXONOMY),
     log:
-        paths.LOG.format(rule="seeds", name="{leaf}"),
+        paths.log("seeds", "{leaf}"),
+    benchmark:
+        paths.benchmark("seeds", "{leaf}"),
     localrule: True
     script:
         "../scripts/seeds.py"

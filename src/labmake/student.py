@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BASE_MARKER = "labmake_base.json"
+# Bump when the converter's output changes, so cached conversions of older code are redone.
+BASE_FORMAT = 1
 TOKENIZER_GGUF = "tokenizer.gguf"
 GGUF_MAGIC = b"GGUF"
 
@@ -120,8 +122,14 @@ def resolve_gguf(path: str | Path | None) -> Path:
 # GGUF -> Hugging Face
 
 
-def convert_gguf_to_hf(gguf_path: Path, out_dir: Path, *, use_cache: bool = True) -> None:
-    """Write ``out_dir`` as the base folder of ``gguf_path`` (see the module docstring)."""
+def convert_gguf_to_hf(
+    gguf_path: str | Path | None, out_dir: Path, *, use_cache: bool = True
+) -> None:
+    """Write ``out_dir`` as the base folder of ``gguf_path`` (None: the embedded default).
+
+    See the module docstring for the layout. ``use_cache``: reuse (and fill) the conversion
+    cache under :func:`cache_dir`.
+    """
     gguf_path = resolve_gguf(gguf_path)
     out_dir = Path(out_dir)
     t0 = time.monotonic()
@@ -246,6 +254,7 @@ def save_base(
             tmp / BASE_MARKER,
             {
                 **marker,
+                "format": BASE_FORMAT,
                 "architecture": model.config.architectures[0]
                 if model.config.architectures
                 else type(model).__name__,
@@ -282,54 +291,55 @@ def write_tokenizer_gguf(src: Path, dst: Path) -> None:
     """Copy the ``tokenizer.*`` metadata of GGUF ``src`` into a tensor-less GGUF ``dst``."""
     import gguf
 
-    from .export import copy_kv
+    from . import gguf_meta
 
-    reader = gguf.GGUFReader(src)
-    arch = _field_value(reader, gguf.Keys.General.ARCHITECTURE)
+    arch = gguf_meta.metadata(src, gguf.Keys.General.ARCHITECTURE).get(
+        gguf.Keys.General.ARCHITECTURE
+    )
+    if not arch:
+        raise StudentError(f"{src}: the GGUF names no general.architecture")
     tmp = Path(dst).with_name(f".{Path(dst).name}.tmp")
     writer = gguf.GGUFWriter(tmp, arch)
-    n = copy_kv(reader, writer, prefix="tokenizer.")
-    if n == 0:
+    if gguf_meta.copy_kv(src, writer, prefix="tokenizer.") == 0:
         raise StudentError(f"{src}: the GGUF holds no tokenizer (no tokenizer.* metadata)")
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    os.replace(tmp, dst)
+    try:
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _gguf_summary(path: Path) -> dict[str, Any]:
     import gguf
 
+    from . import gguf_meta
+
     try:
-        reader = gguf.GGUFReader(path)
-    except (ValueError, OSError) as exc:
-        raise StudentError(f"{path}: cannot read GGUF metadata ({exc})") from None
-    # The source's descriptive general.* strings (name, license, ...) travel into the exported
-    # GGUF's metadata through labmake_base.json.
-    general = {
-        key: field.contents()
-        for key, field in reader.fields.items()
-        if key.startswith("general.")
-        and field.types == [gguf.GGUFValueType.STRING]
-        and key != gguf.Keys.General.ARCHITECTURE
-    }
-    arch = _field_value(reader, gguf.Keys.General.ARCHITECTURE)
+        meta = gguf_meta.read_kv(path)
+    except (gguf_meta.GGUFMetadataError, OSError) as exc:
+        raise StudentError(str(exc)) from None
+    arch_kv = meta.get(gguf.Keys.General.ARCHITECTURE)
+    if arch_kv is None:
+        raise StudentError(f"{path}: the GGUF names no general.architecture")
+    arch = arch_kv.decoded()
+    chat = meta.get(gguf.Keys.Tokenizer.CHAT_TEMPLATE)
     return {
         "architecture": arch,
-        "chat_template": _field_value(reader, gguf.Keys.Tokenizer.CHAT_TEMPLATE),
-        "general": general,
-        "arch_meta": {
-            key: field.contents()
-            for key, field in reader.fields.items()
-            if key.startswith(f"{arch}.")
+        "chat_template": chat.decoded() if chat else None,
+        # The source's descriptive general.* strings (name, license, ...) travel into the
+        # exported GGUF's metadata through labmake_base.json.
+        "general": {
+            key: kv.decoded()
+            for key, kv in meta.items()
+            if key.startswith("general.")
+            and kv.vtype == gguf.GGUFValueType.STRING
+            and key != gguf.Keys.General.ARCHITECTURE
         },
+        "arch_meta": {k: kv.decoded() for k, kv in meta.items() if k.startswith(f"{arch}.")},
     }
-
-
-def _field_value(reader: Any, key: str) -> Any:
-    field = reader.get_field(key)
-    return None if field is None else field.contents()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,7 +348,10 @@ def _field_value(reader: Any, key: str) -> Any:
 
 def _is_complete(folder: Path, sha: str) -> bool:
     marker = folder / BASE_MARKER
-    return marker.is_file() and io.read_json(marker).get("source_gguf_sha256") == sha
+    if not marker.is_file():
+        return False
+    info = io.read_json(marker)
+    return info.get("source_gguf_sha256") == sha and info.get("format") == BASE_FORMAT
 
 
 @contextlib.contextmanager

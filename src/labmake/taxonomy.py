@@ -33,7 +33,7 @@ from typing import Any, TextIO
 from .taxonomy_findings import ERROR, WARNING, Finding, Issue, yaml_path
 from .taxonomy_limits import PromptBudget, context_issues, limit_issues
 from .taxonomy_schema import KNOWLEDGE, SKILL, check, file_version, kind_for
-from .taxonomy_yaml import Parsed, ReadError, parse, position, read_text
+from .taxonomy_yaml import Parsed, ReadError, parse, path_at, position, read_text
 
 __all__ = [
     "Finding",
@@ -68,7 +68,7 @@ class SeedExample:
 class Leaf:
     name: str  # taxonomy-relative folder, POSIX
     kind: str  # 'knowledge' | 'skill'
-    grounded: bool  # a skill whose examples carry a context
+    grounded: bool  # a skill whose examples carry a context (always False for knowledge)
     task_description: str  # skills; knowledge: "<domain>: <document_outline>"
     created_by: str
     seed_examples: tuple[SeedExample, ...]  # knowledge: one per Q&A pair, with its context
@@ -94,21 +94,46 @@ def find_leaves(root: Path) -> list[str]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise TaxonomyError(f"{root}: taxonomy root is not a folder; set taxonomy.root in "
-                            "params.yaml to the folder holding knowledge/ and compositional_skills/")
-    leaves, problems = _scan(root)
+        raise TaxonomyError(
+            f"{root}: taxonomy root is not a folder; set taxonomy.root in "
+            "params.yaml to the folder holding knowledge/ and compositional_skills/"
+        )
+    leaves, problems = _scan(root, hidden=False)
     errors = [f for f in problems if f.level == ERROR]
     if errors:
         raise TaxonomyError(_describe_findings(errors))
     return [leaf for leaf in leaves if leaf != "."]
 
 
-def _scan(root: Path) -> tuple[list[str], list[Finding]]:
-    """Every folder with a qna.yaml (the root as "."), and problems met on the way."""
+# Never searched for leaves, even by `labmake validate`: tool state, not taxonomy.
+_TOOL_FOLDERS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".dvc",
+        ".snakemake",
+        ".venv",
+        ".tox",
+        ".cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".mypy_cache",
+        "__pycache__",
+        "node_modules",
+    }
+)
+
+
+def _scan(root: Path, *, hidden: bool) -> tuple[list[str], list[Finding]]:
+    """Every folder with a qna.yaml (the root as "."), and problems met on the way.
+
+    The build skips hidden folders; ``labmake validate`` (``hidden``) still checks the leaves
+    in them, as InstructLab would, and warns that the build will not see them.
+    """
     root_real = root.resolve()
     leaves: list[str] = []
     problems: list[Finding] = []
-    visited = {root_real}
     stack: list[tuple[Path, tuple[str, ...]]] = [(root, ())]
     while stack:
         folder, rel = stack.pop()
@@ -116,30 +141,63 @@ def _scan(root: Path) -> tuple[list[str], list[Finding]]:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            problems.append(_finding(folder, f"cannot list this folder: {exc.strerror}",
-                                     "check its permissions", "security", ERROR))
+            problems.append(
+                _finding(
+                    folder,
+                    f"cannot list this folder: {exc.strerror}",
+                    "check its permissions",
+                    "security",
+                    ERROR,
+                )
+            )
             continue
         for entry in entries:
-            if entry.name.startswith("."):
+            if entry.name in _TOOL_FOLDERS or (entry.name.startswith(".") and not hidden):
                 continue
             path = Path(entry.path)
-            if entry.is_symlink() and not path.resolve().is_relative_to(root_real):
-                problems.append(_finding(
-                    path, "symlink leads outside the taxonomy",
-                    "a taxonomy must be self-contained: replace the link with a copy of the "
-                    "file or folder", "security", ERROR))
-                continue
-            if entry.is_dir():
-                real = path.resolve()
-                if real not in visited:  # a symlinked folder already seen, or a loop
-                    visited.add(real)
-                    stack.append((path, rel + (entry.name,)))
+            if entry.is_symlink():
+                target = path.resolve()
+                if not target.is_relative_to(root_real):
+                    problems.append(
+                        _finding(
+                            path,
+                            "symlink leads outside the taxonomy",
+                            "a taxonomy must be self-contained: replace the link with a copy "
+                            "of the file or folder",
+                            "security",
+                            ERROR,
+                        )
+                    )
+                    continue
+                if target.is_dir():
+                    # Like git, which stores a link and not the folder behind it: the leaves
+                    # there are found under their real path, once, with no loops.
+                    problems.append(
+                        _finding(
+                            path,
+                            "symlinked folder is not followed; its leaves count under their "
+                            "real path",
+                            "nothing to do if the target is in the taxonomy anyway; otherwise "
+                            "move the folder here instead of linking it",
+                            "yaml",
+                            WARNING,
+                        )
+                    )
+                    continue
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((path, rel + (entry.name,)))
             elif entry.name == QNA:
                 leaves.append("/".join(rel) or ".")
             elif entry.name.lower() in ("qna.yml", "qna.yaml", "qna.yaml.txt"):
-                problems.append(_finding(path, f"{entry.name} is not read: a leaf's file must "
-                                         "be named exactly qna.yaml",
-                                         f"rename it to {QNA}", "yaml", WARNING))
+                problems.append(
+                    _finding(
+                        path,
+                        f"{entry.name} is not read: a leaf's file must be named exactly qna.yaml",
+                        f"rename it to {QNA}",
+                        "yaml",
+                        WARNING,
+                    )
+                )
     return sorted(leaves), problems
 
 
@@ -155,7 +213,7 @@ class _Report:
     """Everything known about one checked leaf."""
 
     display: str
-    leaf: str
+    leaf: str | None  # None: a finding about the taxonomy, not about one leaf's file
     findings: list[Finding] = field(default_factory=list)
     kind: str | None = None
     version: Any = None
@@ -192,8 +250,9 @@ def validate_leaf(
     if budget is None and context_tokens is not None:
         budget = PromptBudget(n_ctx=context_tokens)
     elif budget is not None and context_tokens is not None:
-        budget = PromptBudget(context_tokens, budget.max_tokens, budget.examples_per_prompt,
-                              budget.chunk_words)
+        budget = PromptBudget(
+            context_tokens, budget.max_tokens, budget.examples_per_prompt, budget.chunk_words
+        )
     return _check_leaf(Path(root), leaf, _Mode(ilab_strict, strict_limits, budget)).findings
 
 
@@ -202,10 +261,18 @@ def _check_leaf(root: Path, leaf: str, mode: _Mode) -> _Report:
     try:
         _check_into(report, root, leaf, mode)
     except Exception as exc:  # never a traceback for a bad file: say what happened instead
-        report.findings.append(Finding(
-            report.display, None, None, None, ERROR,
-            f"labmake could not check this file ({type(exc).__name__}: {exc})",
-            "this is a bug in labmake; please report it with the file", "internal"))
+        report.findings.append(
+            Finding(
+                report.display,
+                None,
+                None,
+                None,
+                ERROR,
+                f"labmake could not check this file ({type(exc).__name__}: {exc})",
+                "this is a bug in labmake; please report it with the file",
+                "internal",
+            )
+        )
     report.findings.sort(key=Finding.sort_key)
     return report
 
@@ -214,49 +281,90 @@ def _check_into(report: _Report, root: Path, leaf: str, mode: _Mode) -> None:
     add = report.findings.append
     display = report.display
 
-    def problem(message: str, hint: str, source: str, line: int | None = None,
-                col: int | None = None, level: str = ERROR) -> None:
+    def problem(
+        message: str,
+        hint: str,
+        source: str,
+        line: int | None = None,
+        col: int | None = None,
+        level: str = ERROR,
+    ) -> None:
         add(Finding(display, line, col, None, level, message, hint, source))
 
     rel = PurePosixPath(leaf) if leaf not in ("", ".") else PurePosixPath()
-    if rel.is_absolute() or ".." in rel.parts or "\\" in leaf:
-        problem(f"leaf {leaf!r} is not a folder inside the taxonomy",
-                "name leaves relative to the taxonomy root, without '..'", "security")
+    if rel.is_absolute() or ".." in rel.parts:
+        problem(
+            f"leaf {leaf!r} is not a folder inside the taxonomy",
+            "name leaves relative to the taxonomy root, without '..'",
+            "security",
+        )
         return
     qna = root.joinpath(*rel.parts, QNA)
     if not os.path.lexists(qna):
         problem("file not found", f"create {QNA} in {root / rel} or check the path", "yaml")
         return
     if not qna.resolve().is_relative_to(root.resolve()):
-        problem("qna.yaml (or a folder above it) is a symlink that leads outside the taxonomy",
-                "a taxonomy must be self-contained: replace the link with a copy", "security")
+        problem(
+            "qna.yaml (or a folder above it) is a symlink that leads outside the taxonomy",
+            "a taxonomy must be self-contained: replace the link with a copy",
+            "security",
+        )
         return
     try:
         parsed = parse(read_text(qna))
     except ReadError as exc:
-        p = exc.problem
-        problem(p.message, p.hint, p.source, p.line, p.col)
+        p = exc.problem  # a problem of the whole file is reported at 1:1
+        problem(p.message, p.hint, p.source, p.line or 1, p.col or 1)
         return
     report.data = data = parsed.data
     kind = report.kind = kind_for(rel.parts, data)
     if rel.parts == () or rel.parts[0] not in TOP_FOLDERS:
         _location_warning(report, rel, kind, data)
+    hidden = [part for part in rel.parts if part.startswith(".")]
+    if hidden:
+        problem(
+            f"the leaf is inside the hidden folder {hidden[0]}/, which the build skips",
+            f"rename {hidden[0]} without the leading dot, or move the leaf out of it",
+            "yaml",
+            level=WARNING,
+        )
     if not data:  # None, {}, [], "", 0: the reference only warns
-        problem("the file is empty", "fill it in (see taxonomy/README.md), or delete the leaf; "
-                "the build skips an empty leaf", "yaml", 1, 1, WARNING)
+        problem(
+            "the file is empty (InstructLab accepts it, but there is nothing to build)",
+            "fill it in (see taxonomy/README.md) or delete the leaf folder; the build stops "
+            "at an empty leaf",
+            "yaml",
+            1,
+            1,
+            WARNING,
+        )
         return
     if not isinstance(data, Mapping):
-        problem(f"the file must be a mapping of keys (version, created_by, seed_examples, ...), "
-                f"but it is {_shape(data)}",
-                "start every top-level key at the first column: `version: 3`, "
-                "`created_by: you`, ...", "schema", 1, 1)
+        problem(
+            f"the file must be a mapping of keys (version, created_by, seed_examples, ...), "
+            f"but it is {_shape(data)}",
+            "start every top-level key at the first column: `version: 3`, `created_by: you`, ...",
+            "schema",
+            1,
+            1,
+        )
         return
     if kind == KNOWLEDGE and rel.parts and rel.parts[0] == "foundational_skills":
-        add(_issue_finding(display, parsed, Issue(
-            ("document",), "this file has a `document` key, so it is read as knowledge "
-            "(foundational_skills/ holds skills otherwise)",
-            "move the leaf under knowledge/, or delete `document` if it is a skill", "schema",
-            WARNING, at_key=True)))
+        add(
+            _issue_finding(
+                display,
+                parsed,
+                Issue(
+                    ("document",),
+                    "this file has a `document` key, so it is read as knowledge "
+                    "(foundational_skills/ holds skills otherwise)",
+                    "move the leaf under knowledge/, or delete `document` if it is a skill",
+                    "schema",
+                    WARNING,
+                    at_key=True,
+                ),
+            )
+        )
 
     try:
         version = file_version(data)
@@ -282,23 +390,37 @@ def _check_into(report: _Report, root: Path, leaf: str, mode: _Mode) -> None:
         from .taxonomy_documents import resolve_documents
 
         report.documents, doc_issues = resolve_documents(
-            root, root.joinpath(*rel.parts), list(document["patterns"]))
+            root, root.joinpath(*rel.parts), list(document["patterns"])
+        )
         extra += doc_issues
     for issue in extra:
         add(_issue_finding(display, parsed, issue))
 
 
 def _location_warning(report: _Report, rel: PurePosixPath, kind: str, data: Any) -> None:
-    why = ("it has a `document` key" if kind == KNOWLEDGE else "it has no `document` key")
+    why = "it has a `document` key" if kind == KNOWLEDGE else "it has no `document` key"
     if rel.parts == ():
-        message = ("qna.yaml sits directly in the taxonomy root, outside any branch; "
-                   "labmake builds only leaves in folders")
+        message = (
+            "qna.yaml sits directly in the taxonomy root, outside any branch; "
+            "labmake builds only leaves in folders"
+        )
     else:
-        message = (f"{rel.parts[0]}/ is not a taxonomy branch (knowledge/, compositional_skills/,"
-                   f" foundational_skills/); the file is read as a {kind} because {why}")
-    report.findings.append(Finding(report.display, None, None, None, WARNING, message,
-                                   "move the leaf into knowledge/ or compositional_skills/",
-                                   "yaml"))
+        message = (
+            f"{rel.parts[0]}/ is not a taxonomy branch (knowledge/, compositional_skills/,"
+            f" foundational_skills/); the file is read as a {kind} because {why}"
+        )
+    report.findings.append(
+        Finding(
+            report.display,
+            None,
+            None,
+            None,
+            WARNING,
+            message,
+            "move the leaf into knowledge/ or compositional_skills/",
+            "yaml",
+        )
+    )
 
 
 def _shape(data: Any) -> str:
@@ -311,8 +433,16 @@ def _shape(data: Any) -> str:
 
 def _issue_finding(display: str, parsed: Parsed, issue: Issue) -> Finding:
     line, col = position(parsed.node, issue.data_path, key=issue.at_key)
-    return Finding(display, line, col, yaml_path(issue.data_path), issue.level, issue.message,
-                   issue.hint, issue.source)
+    return Finding(
+        display,
+        line,
+        col,
+        yaml_path(issue.data_path),
+        issue.level,
+        issue.message,
+        issue.hint,
+        issue.source,
+    )
 
 
 # ------------------------------------------------------------------------------- yamllint
@@ -356,8 +486,19 @@ def _lint(report: _Report, parsed: Parsed, *, enforce: bool, ilab_strict: bool) 
             hint += " (InstructLab does not lint version 1 files; it will once you upgrade)"
         elif p.level == "warning" and ilab_strict:
             hint += " (a warning for InstructLab's validator, an error for `ilab taxonomy diff`)"
-        report.findings.append(Finding(report.display, p.line, p.column, None, level,
-                                       f"{p.desc} ({rule})", hint, "yamllint"))
+        at = path_at(parsed.node, p.line, p.column)
+        report.findings.append(
+            Finding(
+                report.display,
+                p.line,
+                p.column,
+                yaml_path(at) if at is not None else None,
+                level,
+                f"{p.desc} ({rule})",
+                hint,
+                "yamllint",
+            )
+        )
 
 
 # -------------------------------------------------------------------------------- loading
@@ -383,20 +524,34 @@ def load_leaf(root: Path, leaf: str) -> Leaf:
             for pair in example["questions_and_answers"]
         )
         return Leaf(
-            name=name, kind=KNOWLEDGE, grounded=True,
+            name=name,
+            kind=KNOWLEDGE,
+            grounded=False,  # "grounded" describes skills; knowledge grounds on its documents
             task_description=f"{data['domain']}: {data['document_outline']}",
-            created_by=data["created_by"], seed_examples=examples,
-            documents=tuple(report.documents), qna_path=qna, version=report.version,
-            domain=data["domain"], document_outline=data["document_outline"],
-            document_repo=document.get("repo"), document_commit=document.get("commit"),
+            created_by=data["created_by"],
+            seed_examples=examples,
+            documents=tuple(report.documents),
+            qna_path=qna,
+            version=report.version,
+            domain=data["domain"],
+            document_outline=data["document_outline"],
+            document_repo=document.get("repo"),
+            document_commit=document.get("commit"),
             document_patterns=tuple(document["patterns"]),
         )
-    examples = tuple(SeedExample(e["question"], e["answer"], e.get("context"))
-                     for e in data["seed_examples"])
+    examples = tuple(
+        SeedExample(e["question"], e["answer"], e.get("context")) for e in data["seed_examples"]
+    )
     return Leaf(
-        name=name, kind=SKILL, grounded=any(e.context for e in examples),
-        task_description=data["task_description"], created_by=data["created_by"],
-        seed_examples=examples, documents=(), qna_path=qna, version=report.version,
+        name=name,
+        kind=SKILL,
+        grounded=any(e.context for e in examples),
+        task_description=data["task_description"],
+        created_by=data["created_by"],
+        seed_examples=examples,
+        documents=(),
+        qna_path=qna,
+        version=report.version,
     )
 
 
@@ -442,8 +597,10 @@ def run_validate(
         params, budget, default_root = _read_params(params_path)
         if not paths:
             if default_root is None:
-                raise _UsageError("no PATH given and no params.yaml here; give a taxonomy "
-                                  "folder or a qna.yaml, or run from the repository root")
+                raise _UsageError(
+                    "no PATH given and no params.yaml here; give a taxonomy "
+                    "folder or a qna.yaml, or run from the repository root"
+                )
             paths = [default_root]
         targets, extra = _targets(paths)
     except _UsageError as exc:
@@ -452,7 +609,7 @@ def run_validate(
     mode = _Mode(ilab_strict, strict_limits, None if ilab_strict else budget)
     reports = [_check_leaf(root, leaf, mode) for root, leaf in targets]
     for finding in extra:  # taxonomy-level problems (symlinks out, misnamed files, no leaves)
-        rep = _Report(finding.path, "")
+        rep = _Report(finding.path, None)
         rep.findings.append(finding)
         reports.append(rep)
     if fmt == "json":
@@ -469,15 +626,39 @@ def _read_params(params_path: Path | None) -> tuple[Path | None, PromptBudget | 
             return None, PromptBudget(), None
     elif not Path(params_path).is_file():
         raise _UsageError(f"{params_path}: no such file (--params)")
-    from .config import ConfigError, load
+    from . import config
 
+    params_path = Path(params_path)
     try:
-        cfg = load(params_path)
-    except ConfigError as exc:
-        raise _UsageError(str(exc)) from None
-    budget = PromptBudget(cfg.teacher.n_ctx, cfg.teacher.max_tokens,
-                          cfg.generate.examples_per_prompt, cfg.seeds.chunk_words)
-    return Path(params_path), budget, Path(params_path).parent / cfg.taxonomy.root
+        # validate reads four numbers and a folder from params.yaml; the sections are typed
+        # by their dataclasses, and the full (slower) schema check runs only if that fails.
+        import yaml
+
+        raw = yaml.safe_load(params_path.read_text(encoding="utf-8"))
+        teacher = config.section(config.TeacherConfig, raw.get("teacher") or {}, "teacher")
+        generate = config.section(config.GenerateConfig, raw.get("generate") or {}, "generate")
+        seeds = config.section(config.SeedsConfig, raw.get("seeds") or {}, "seeds")
+        tax = config.section(config.TaxonomyConfig, raw.get("taxonomy") or {}, "taxonomy")
+        numbers = (
+            teacher.n_ctx,
+            teacher.max_tokens,
+            generate.examples_per_prompt,
+            seeds.chunk_words,
+        )
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in numbers):
+            raise ValueError("not positive integers")
+        if not isinstance(tax.root, str) or not tax.root:
+            raise ValueError("taxonomy.root")
+    except Exception:
+        try:
+            cfg = config.load(params_path)
+        except config.ConfigError as exc:
+            raise _UsageError(str(exc)) from None
+        teacher, generate, seeds, tax = cfg.teacher, cfg.generate, cfg.seeds, cfg.taxonomy
+    budget = PromptBudget(
+        teacher.n_ctx, teacher.max_tokens, generate.examples_per_prompt, seeds.chunk_words
+    )
+    return params_path, budget, params_path.parent / tax.root
 
 
 def _targets(paths: list[Path]) -> tuple[list[tuple[Path, str]], list[Finding]]:
@@ -494,19 +675,33 @@ def _targets(paths: list[Path]) -> tuple[list[tuple[Path, str]], list[Finding]]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            leaves, problems = _scan(path)
+            leaves, problems = _scan(path, hidden=True)
             extra.extend(problems)
             if not leaves and not problems:
-                extra.append(_finding(path, "no qna.yaml found in this folder or below",
-                                      "give the taxonomy root (the folder holding knowledge/ "
-                                      "and compositional_skills/)", "yaml", ERROR))
+                extra.append(
+                    _finding(
+                        path,
+                        "no qna.yaml found in this folder or below",
+                        "give the taxonomy root (the folder holding knowledge/ "
+                        "and compositional_skills/)",
+                        "yaml",
+                        ERROR,
+                    )
+                )
             for leaf in leaves:
                 add(path, leaf)
         elif path.is_file() or path.is_symlink():
             root, leaf = _root_of(path)
             if path.name != QNA:
-                extra.append(_finding(path, f"a taxonomy file must be named {QNA}, not "
-                                      f"{path.name!r}", f"rename it to {QNA}", "yaml", ERROR))
+                extra.append(
+                    _finding(
+                        path,
+                        f"a taxonomy file must be named {QNA}, not {path.name!r}",
+                        f"rename it to {QNA}",
+                        "yaml",
+                        ERROR,
+                    )
+                )
                 continue
             add(root, leaf)
         else:
@@ -541,12 +736,18 @@ def _print_text(reports: list[_Report], mode: _Mode, out: TextIO) -> None:
             print(f"          fix: {_indent(f.hint, 15)}", file=out)
         print(file=out)
     invalid = sum(not r.valid for r in reports)
-    files = len([r for r in reports if r.leaf or r.leaf == "."])
-    label = "ilab-strict" if mode.ilab_strict else ("labmake, strict limits"
-                                                    if mode.strict_limits else "labmake")
-    print(f"labmake validate ({label}): {_plural(files, 'file') or '0 files'} checked, "
-          f"{invalid} invalid; {_plural(errors, 'error') or '0 errors'}, "
-          f"{_plural(warnings, 'warning') or '0 warnings'}", file=out)
+    files = sum(r.leaf is not None for r in reports)
+    label = (
+        "ilab-strict"
+        if mode.ilab_strict
+        else ("labmake, strict limits" if mode.strict_limits else "labmake")
+    )
+    print(
+        f"labmake validate ({label}): {_plural(files, 'file') or '0 files'} checked, "
+        f"{invalid} invalid; {_plural(errors, 'error') or '0 errors'}, "
+        f"{_plural(warnings, 'warning') or '0 warnings'}",
+        file=out,
+    )
 
 
 def _plural(n: int, word: str) -> str:
@@ -556,23 +757,25 @@ def _plural(n: int, word: str) -> str:
 def _print_json(reports: list[_Report], mode: _Mode, params: Path | None, out: TextIO) -> None:
     files = []
     for r in reports:
-        files.append({
-            "path": r.display,
-            "leaf": r.leaf or None,
-            "kind": r.kind,
-            "version": r.version if isinstance(r.version, int) else None,
-            "valid": r.valid,
-            "errors": sum(f.level == ERROR for f in r.findings),
-            "warnings": sum(f.level == WARNING for f in r.findings),
-            "findings": [asdict(f) for f in r.findings],
-        })
+        files.append(
+            {
+                "path": r.display,
+                "leaf": r.leaf,
+                "kind": r.kind,
+                "version": r.version if type(r.version) is int else None,
+                "valid": r.valid,
+                "errors": sum(f.level == ERROR for f in r.findings),
+                "warnings": sum(f.level == WARNING for f in r.findings),
+                "findings": [asdict(f) for f in r.findings],
+            }
+        )
     doc = {
         "mode": "ilab-strict" if mode.ilab_strict else "labmake",
         "strict_limits": mode.strict_limits,
         "params": str(params) if params else None,
         "valid": all(r.valid for r in reports),
         "summary": {
-            "files": len(files),
+            "files": sum(r.leaf is not None for r in reports),
             "invalid": sum(not f["valid"] for f in files),
             "errors": sum(f["errors"] for f in files),
             "warnings": sum(f["warnings"] for f in files),

@@ -84,8 +84,11 @@ def _strings(data: Mapping[str, Any], kind: str) -> Iterator[tuple[tuple[Any, ..
             yield ("document", "patterns", k), "pattern", pattern
 
 
-_WORD_LIMITS = {"context": MAX_CONTEXT_WORDS, "question": MAX_QUESTION_WORDS,
-                "answer": MAX_ANSWER_WORDS}
+_WORD_LIMITS = {
+    "context": MAX_CONTEXT_WORDS,
+    "question": MAX_QUESTION_WORDS,
+    "answer": MAX_ANSWER_WORDS,
+}
 
 
 def limit_issues(data: Mapping[str, Any], kind: str, level: str = WARNING) -> list[Issue]:
@@ -94,28 +97,45 @@ def limit_issues(data: Mapping[str, Any], kind: str, level: str = WARNING) -> li
     total_qa = 0
     for path, role, text in _strings(data, kind):
         if not text.strip():
-            issues.append(Issue(path, f"`{yaml_path(path)}` is blank (only spaces or newlines)",
-                                f"write the {role.replace('_', ' ')}, or delete the entry",
-                                "limits", level))
+            issues.append(
+                Issue(
+                    path,
+                    f"`{yaml_path(path)}` is blank (only spaces or newlines)",
+                    f"write the {role.replace('_', ' ')}, or delete the entry",
+                    "limits",
+                    level,
+                )
+            )
             continue
         words = _words(text)
         if role in ("question", "answer"):
             total_qa += words
         limit = _WORD_LIMITS.get(role)
         if limit and words > limit:
-            issues.append(Issue(
-                path,
-                f"`{yaml_path(path)}` has {words} words; InstructLab's guideline is at most "
-                f"{limit}",
-                f"shorten the {role}: the teacher sees it inside a prompt of limited size"
-                + ("; split a long passage into two seed examples" if role == "context" else ""),
-                "limits", level))
+            issues.append(
+                Issue(
+                    path,
+                    f"`{yaml_path(path)}` has {words} words; InstructLab's guideline is at most "
+                    f"{limit}",
+                    f"shorten the {role}: the teacher sees it inside a prompt of limited size"
+                    + (
+                        "; split a long passage into two seed examples" if role == "context" else ""
+                    ),
+                    "limits",
+                    level,
+                )
+            )
     if total_qa > MAX_TOTAL_QA_WORDS:
-        issues.append(Issue(
-            ("seed_examples",),
-            f"the questions and answers total {total_qa} words; InstructLab's guideline is at "
-            f"most {MAX_TOTAL_QA_WORDS}",
-            "shorten the longest answers or drop some seed examples", "limits", level))
+        issues.append(
+            Issue(
+                ("seed_examples",),
+                f"the questions and answers total {total_qa} words; InstructLab's guideline is at "
+                f"most {MAX_TOTAL_QA_WORDS}",
+                "shorten the longest answers or drop some seed examples",
+                "limits",
+                level,
+            )
+        )
     issues.extend(_duplicates(data, kind, level))
     return issues
 
@@ -127,10 +147,16 @@ def _duplicates(data: Mapping[str, Any], kind: str, level: str) -> list[Issue]:
 
     def note(key: Any, path: tuple[Any, ...], what: str) -> None:
         if key in seen:
-            issues.append(Issue(path, f"`{yaml_path(path)}` repeats the {what} of "
-                                      f"`{yaml_path(seen[key])}`",
-                                "make every seed example different: a repeat teaches nothing "
-                                "new and doubles its weight", "limits", level))
+            issues.append(
+                Issue(
+                    path,
+                    f"`{yaml_path(path)}` repeats the {what} of `{yaml_path(seen[key])}`",
+                    "make every seed example different: a repeat teaches nothing "
+                    "new and doubles its weight",
+                    "limits",
+                    level,
+                )
+            )
         else:
             seen[key] = path
 
@@ -144,10 +170,17 @@ def _duplicates(data: Mapping[str, Any], kind: str, level: str) -> list[Issue]:
         else:
             # The same question may rightly get several answers (dice rolls, poems), and a
             # grounded skill asks one question of many contexts: only all three together repeat.
-            key = ("example", _norm(example["question"]), _norm(example["answer"]),
-                   _norm(example.get("context") or ""))
-            note(key, base, "question and answer" + (" and context"
-                                                     if example.get("context") else ""))
+            key = (
+                "example",
+                _norm(example["question"]),
+                _norm(example["answer"]),
+                _norm(example.get("context") or ""),
+            )
+            note(
+                key,
+                base,
+                "question and answer" + (" and context" if example.get("context") else ""),
+            )
     return issues
 
 
@@ -165,39 +198,61 @@ def _units(data: Mapping[str, Any], kind: str) -> list[int]:
     return units
 
 
-def context_issues(data: Mapping[str, Any], kind: str, budget: PromptBudget,
-                   level: str = WARNING) -> list[Issue]:
+def context_issues(
+    data: Mapping[str, Any], kind: str, budget: PromptBudget, level: str = WARNING
+) -> list[Issue]:
     """Do the seed examples fit the teacher's context window next to a chunk and the answer?"""
     units = _units(data, kind)
     room = budget.n_ctx - budget.fixed_tokens(kind, data.get("task_description") or "")
-    what = ("a document chunk, " if kind == "knowledge" else "the task description, ")
-    base = (f"teacher.n_ctx is {budget.n_ctx} tokens; {what}the template and "
-            f"teacher.max_tokens ({budget.max_tokens}) leave about {max(room, 0)} for examples")
+    what = "a document chunk, " if kind == "knowledge" else "the task description, "
+    base = (
+        f"teacher.n_ctx is {budget.n_ctx} tokens; {what}the template and "
+        f"teacher.max_tokens ({budget.max_tokens}) leave about {max(room, 0)} for examples"
+    )
     if not units:
         return []
     if min(units) > room:
-        return [Issue(("seed_examples",),
-                      f"no seed example fits in a teacher prompt (the smallest is about "
-                      f"{min(units)} tokens; {base})",
-                      "shorten the seed examples (contexts first), or raise teacher.n_ctx in "
-                      "params.yaml; as it is, every generation request for this leaf is skipped",
-                      "limits", level)]
+        return [
+            Issue(
+                ("seed_examples",),
+                f"no seed example fits in a teacher prompt (the smallest is about "
+                f"{min(units)} tokens; {base})",
+                "shorten the seed examples (contexts first), or raise teacher.n_ctx in "
+                "params.yaml; as it is, every generation request for this leaf is skipped",
+                "limits",
+                level,
+            )
+        ]
     issues = []
     for i, tokens in enumerate(units):
         if tokens > room:
-            issues.append(Issue(("seed_examples", i),
-                                f"`seed_examples[{i}]` (about {tokens} tokens) never fits in a "
-                                f"teacher prompt ({base})",
-                                "shorten it, or raise teacher.n_ctx in params.yaml; the teacher "
-                                "will never see this example", "limits", level))
-    want = budget.examples_per_prompt if kind != "knowledge" else max(
-        1, math.ceil(budget.examples_per_prompt / 3))
+            issues.append(
+                Issue(
+                    ("seed_examples", i),
+                    f"`seed_examples[{i}]` (about {tokens} tokens) never fits in a "
+                    f"teacher prompt ({base})",
+                    "shorten it, or raise teacher.n_ctx in params.yaml; the teacher "
+                    "will never see this example",
+                    "limits",
+                    level,
+                )
+            )
+    want = (
+        budget.examples_per_prompt
+        if kind != "knowledge"
+        else max(1, math.ceil(budget.examples_per_prompt / 3))
+    )
     largest = sorted(units, reverse=True)[:want]
     if not issues and len(units) >= want and sum(largest) > room:
-        issues.append(Issue(("seed_examples",),
-                            f"the {want} longest seed examples (about {sum(largest)} tokens) do "
-                            f"not fit in one teacher prompt ({base})",
-                            "prompts that draw them show fewer than generate.examples_per_prompt "
-                            "examples; shorten the longest ones if that matters",
-                            "limits", WARNING))
+        issues.append(
+            Issue(
+                ("seed_examples",),
+                f"the {want} longest seed examples (about {sum(largest)} tokens) do "
+                f"not fit in one teacher prompt ({base})",
+                "prompts that draw them show fewer than generate.examples_per_prompt "
+                "examples; shorten the longest ones if that matters",
+                "limits",
+                WARNING,
+            )
+        )
     return issues

@@ -81,10 +81,13 @@ def check(data: Mapping[Any, Any], kind: str, *, local_documents: bool) -> tuple
         if "version" in data:
             message = f"knowledge version {version} is retired; InstructLab reads only version 3"
         else:
-            message = ("this knowledge file has no `version`, so it is version 1, which "
-                       "InstructLab no longer reads (knowledge needs version 3)")
-        return version, [Issue(("version",) if "version" in data else (), message,
-                               UPGRADE_KNOWLEDGE, "schema")]
+            message = (
+                "this knowledge file has no `version`, so it is version 1, which "
+                "InstructLab no longer reads (knowledge needs version 3)"
+            )
+        return version, [
+            Issue(("version",) if "version" in data else (), message, UPGRADE_KNOWLEDGE, "schema")
+        ]
     document = data.get("document")
     local = (
         local_documents
@@ -98,11 +101,93 @@ def check(data: Mapping[Any, Any], kind: str, *, local_documents: bool) -> tuple
     validator = _validator(schema_name)
     if validator.validate(plain, normalize=False):
         return version, []
-    issues = [
-        _issue(err, _raw_schema(schema_name), originals, kind, local_documents)
-        for err in _leaf_errors(validator._errors)
+    errors = _leaf_errors(validator._errors)
+    issues = _misspelled_keys(errors, originals)
+    if kind == KNOWLEDGE:
+        issues += _old_knowledge_layout(errors)
+    issues += [
+        _issue(err, _raw_schema(schema_name), originals, kind, local_documents) for err in errors
     ]
     return version, issues
+
+
+def _old_knowledge_layout(errors: list[Any]) -> list[Issue]:
+    """One issue for a knowledge seed example written the version 2 way (question/answer
+    directly in it, no questions_and_answers); its errors are removed from ``errors``."""
+    from cerberus import errors as codes
+
+    issues = []
+    for miss in [e for e in errors if e.code == codes.REQUIRED_FIELD.code]:
+        path = miss.document_path
+        if len(path) != 3 or path[0] != "seed_examples" or path[2] != "questions_and_answers":
+            continue
+        strays = [
+            e
+            for e in errors
+            if e.code == codes.UNKNOWN_FIELD.code
+            and e.document_path[:2] == path[:2]
+            and e.document_path[2] in ("question", "answer")
+        ]
+        if not strays:
+            continue
+        for err in [miss, *strays]:
+            errors.remove(err)
+        issues.append(
+            Issue(
+                path[:2],
+                f"`{yaml_path(path[:2])}` has `question`/`answer` directly; knowledge "
+                "version 3 nests them under `questions_and_answers:`",
+                "move the pair under `questions_and_answers:` and add at least two more pairs "
+                "about the same context; for example:\n"
+                "- context: A passage copied from the document ...\n"
+                "  questions_and_answers:\n"
+                "    - question: ...\n"
+                "      answer: ...",
+                "schema",
+            )
+        )
+    return issues
+
+
+def _misspelled_keys(errors: list[Any], originals: dict[str, Any]) -> list[Issue]:
+    """One issue, not two, for a misspelled key: `anwser` unknown where `answer` is missing.
+
+    The pairs found are removed from ``errors``.
+    """
+    from cerberus import errors as codes
+
+    missing = [e for e in errors if e.code == codes.REQUIRED_FIELD.code]
+    unknown = [
+        e
+        for e in errors
+        if e.code == codes.UNKNOWN_FIELD.code and e.document_path[-1] not in originals
+    ]
+    issues = []
+    for miss in missing:
+        want, parent = miss.document_path[-1], miss.document_path[:-1]
+        candidates = {
+            e.document_path[-1]: e
+            for e in unknown
+            if e.document_path[:-1] == parent and e in errors
+        }
+        close = difflib.get_close_matches(want, list(candidates), n=1, cutoff=0.6)
+        if not close and want.lower() in {c.lower().strip() for c in candidates}:
+            close = [c for c in candidates if c.lower().strip() == want.lower()]
+        if close:
+            typo = candidates[close[0]]
+            errors.remove(miss)
+            errors.remove(typo)
+            issues.append(
+                Issue(
+                    typo.document_path,
+                    f"`{close[0]}` should be `{want}`"
+                    + (f" in `{yaml_path(parent)}`" if parent else ""),
+                    f"rename `{close[0]}` to `{want}`",
+                    "schema",
+                    at_key=True,
+                )
+            )
+    return issues
 
 
 def _version_issue(raw: Any) -> Issue:
@@ -136,15 +221,23 @@ def _json_equal(a: Any, b: Any) -> bool:
 @cache
 def _validator_class() -> type:
     # cerberus is imported on first use so that `import labmake.taxonomy` stays cheap.
-    from cerberus import Validator, errors
+    from cerberus import TypeDefinition, Validator, errors
 
-    unique_error = errors.ErrorDefinition(0x91, "unique_items")
+    # Codes of our own (below 0x80, which marks group errors; unused by cerberus).
+    unique_error = errors.ErrorDefinition(0x70, "unique_items")
+    integral_error = errors.ErrorDefinition(0x71, "integral")
 
     class TaxonomyValidator(Validator):  # type: ignore[misc]
-        def _validate_type_json_integer(self, value: Any) -> bool:
-            if isinstance(value, bool):
-                return False
-            return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        types_mapping = {
+            **Validator.types_mapping,
+            # JSON Schema's "integer": 3 and 3.0, never true/false (bool is an int in Python)
+            "json_integer": TypeDefinition("json_integer", (int, float), (bool,)),
+        }
+
+        def _validate_integral(self, integral: bool, field: str, value: Any) -> None:
+            """{'type': 'boolean'}"""
+            if integral and isinstance(value, float) and not value.is_integer():
+                self._error(field, integral_error)
 
         def _validate_unique_items(self, unique_items: bool, field: str, value: Any) -> None:
             """{'type': 'boolean'}"""
@@ -245,7 +338,7 @@ def _describe(value: Any) -> str:
     if isinstance(value, (int, float)):
         return f"a number ({value!r})"
     if isinstance(value, str):
-        return "text"
+        return f"text ({value!r})" if len(value) <= 20 else "text"
     if isinstance(value, (datetime.date, datetime.datetime)):
         return f"a date ({value})"
     if isinstance(value, bytes):
@@ -286,54 +379,89 @@ def _issue(
         hint = f"add `{name}:` with {what}{_example(meta)}"
         parent = path[:-1]
         if name in ("repo", "commit") and parent == ("document",):
-            hint = (
-                "give both `repo` and `commit` (documents in a git repository)"
-                + (", or neither to use documents beside qna.yaml (`patterns` relative to its "
-                   "folder)" if local_documents else
-                   "; InstructLab reads knowledge documents only from git (labmake's own mode "
-                   "also accepts documents beside qna.yaml)")
+            hint = "give both `repo` and `commit` (documents in a git repository)" + (
+                ", or neither to use documents beside qna.yaml (`patterns` relative to its folder)"
+                if local_documents
+                else "; InstructLab reads knowledge documents only from git (labmake's own mode "
+                "also accepts documents beside qna.yaml)"
             )
         elif name == "questions_and_answers":
-            hint = ("in knowledge version 3 each seed example is a `context:` passage with its "
-                    "pairs under `questions_and_answers:`" + _example(meta))
+            hint = (
+                "in knowledge version 3 each seed example is a `context:` passage with its "
+                "pairs under `questions_and_answers:`" + _example(meta)
+            )
         where_msg = "the file" if not parent else f"`{yaml_path(parent)}`"
         return Issue(parent, f"{where_msg} is missing `{name}`", hint, "schema")
 
     if code == errors.UNKNOWN_FIELD.code:
-        return Issue(path, f"unknown key `{_show_key(name)}` in `{yaml_path(path[:-1])}`"
-                     if len(path) > 1 else f"unknown key `{_show_key(name)}`",
-                     _unknown_hint(name, path, schema, kind), "schema", at_key=True)
+        return Issue(
+            path,
+            f"unknown key `{_show_key(name)}` in `{yaml_path(path[:-1])}`"
+            if len(path) > 1
+            else f"unknown key `{_show_key(name)}`",
+            _unknown_hint(name, path, schema, kind),
+            "schema",
+            at_key=True,
+        )
 
     if code == errors.NOT_NULLABLE.code:
-        return Issue(path, f"`{where}` has no value",
-                     f"write {what} after `{name}:` (for several lines, write `{name}: |` and "
-                     "the text on the lines below, indented)", "schema")
+        return Issue(
+            path,
+            f"`{where}` has no value",
+            f"write {what} after `{name}:` (for several lines, write `{name}: |` and "
+            "the text on the lines below, indented)",
+            "schema",
+        )
 
     if code == errors.BAD_TYPE.code:
         expected = _EXPECTED.get(str(err.constraint), str(err.constraint))
-        return Issue(path, f"`{where}` must be {expected}, not {_describe(err.value)}",
-                     _type_hint(name, err.constraint, err.value, meta), "schema")
+        return Issue(
+            path,
+            f"`{where}` must be {expected}, not {_describe(err.value)}",
+            _type_hint(name, err.constraint, err.value, meta),
+            "schema",
+        )
 
     if code == errors.MIN_LENGTH.code:
         if isinstance(err.value, str):
             return Issue(path, f"`{where}` is empty", f"write {what}{_example(meta)}", "schema")
         have, need = len(err.value), err.constraint
         noun = "entry" if have == 1 else "entries"
-        return Issue(path, f"`{where}` has {have} {noun}; at least {need} are required",
-                     f"add {need - have} more: {what}{_example(meta)}", "schema")
+        return Issue(
+            path,
+            f"`{where}` has {have} {noun}; at least {need} are required",
+            f"add {need - have} more: {what}{_example(meta)}",
+            "schema",
+        )
 
     if code == errors.UNALLOWED_VALUE.code:
-        return Issue(path, f"`{where}` is {err.value!r}, but this schema needs {err.constraint[0]}",
-                     f"write `{name}: {err.constraint[0]}`", "schema")
+        return Issue(
+            path,
+            f"`{where}` is {err.value!r}, but this schema needs {err.constraint[0]}",
+            f"write `{name}: {err.constraint[0]}`",
+            "schema",
+        )
+
+    if err.rule == "integral":
+        return Issue(
+            path,
+            f"`{where}` must be a whole number, not {err.value!r}",
+            f"write `{name}: {NEWEST}`",
+            "schema",
+        )
 
     if err.rule == "unique_items":
         first, dup = err.info
-        return Issue(path + (dup,), f"`{yaml_path(path + (dup,))}` repeats "
-                     f"`{yaml_path(path + (first,))}` word for word",
-                     "every entry must be different: change or delete one of the two", "schema")
+        return Issue(
+            path + (dup,),
+            f"`{yaml_path(path + (dup,))}` repeats `{yaml_path(path + (first,))}` word for word",
+            "every entry must be different: change or delete one of the two",
+            "schema",
+        )
 
-    return Issue(path, f"`{where}` breaks the rule {err.rule}: {err.constraint!r}",
-                 f"fix {what}", "schema")
+    return Issue(
+        path, f"`{where}` breaks the rule {err.rule}: {err.constraint!r}", f"fix {what}", "schema"
+    )
 
 
 def _show_key(key: Any) -> str:
@@ -344,20 +472,31 @@ def _unknown_hint(name: Any, path: tuple[Any, ...], schema: dict[str, Any], kind
     parent = path[:-1]
     rules = _rules_at(schema, parent)
     allowed = sorted((rules or {}).get("schema", {}).keys()) if rules else []
-    if kind == KNOWLEDGE and len(path) == 3 and path[0] == "seed_examples" and name in (
-        "question", "answer"
+    if (
+        kind == KNOWLEDGE
+        and len(path) == 3
+        and path[0] == "seed_examples"
+        and name in ("question", "answer")
     ):
-        return ("in knowledge version 3, questions sit under `questions_and_answers:` below "
-                "the seed example's `context:`; move this pair there")
+        return (
+            "in knowledge version 3, questions sit under `questions_and_answers:` below "
+            "the seed example's `context:`; move this pair there"
+        )
     if kind == KNOWLEDGE and path == ("task_description",):
-        return ("knowledge version 3 has no task_description; delete it and sum up the document "
-                "in `document_outline:`")
+        return (
+            "knowledge version 3 has no task_description; delete it and sum up the document "
+            "in `document_outline:`"
+        )
     if kind == SKILL and path in (("document",), ("domain",), ("document_outline",)):
-        return ("skills have no documents or domain; if this is knowledge, the leaf belongs "
-                "under knowledge/, otherwise delete the key")
+        return (
+            "skills have no documents or domain; if this is knowledge, the leaf belongs "
+            "under knowledge/, otherwise delete the key"
+        )
     if not isinstance(name, str):
-        return (f"keys must be text; YAML reads an unquoted {name!r} as a "
-                f"{type(name).__name__}. Allowed keys here: {', '.join(allowed)}")
+        return (
+            f"keys must be text; YAML reads an unquoted {name!r} as a "
+            f"{type(name).__name__}. Allowed keys here: {', '.join(allowed)}"
+        )
     close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
     if close:
         return f"did you mean `{close[0]}`? Allowed keys here: {', '.join(allowed)}"
@@ -369,13 +508,17 @@ def _type_hint(name: Any, expected: Any, value: Any, meta: dict[str, str]) -> st
         return f"write `{name}: {NEWEST}` (a plain number, without quotes)"
     if expected == "string":
         if isinstance(value, (bool, int, float, datetime.date)):
-            return f"put the value in quotes so that YAML keeps it as text: {name}: \"...\""
+            return f'put the value in quotes so that YAML keeps it as text: {name}: "..."'
         if isinstance(value, list):
-            return (f"YAML read the lines starting with `- ` as a list; to keep a list inside "
-                    f"the text write `{name}: |` and indent the lines below it")
+            return (
+                f"YAML read the lines starting with `- ` as a list; to keep a list inside "
+                f"the text write `{name}: |` and indent the lines below it"
+            )
         if isinstance(value, Mapping):
-            return (f"the text contains `word: ` (colon and space), which YAML reads as a key; "
-                    f"quote the value or write `{name}: |` and indent the text below it")
+            return (
+                f"the text contains `word: ` (colon and space), which YAML reads as a key; "
+                f"quote the value or write `{name}: |` and indent the text below it"
+            )
     if expected == "list":
         return f"write each entry on its own line starting with `- `{_example(meta)}"
     if expected == "dict":

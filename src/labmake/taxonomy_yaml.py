@@ -69,7 +69,9 @@ def read_text(path: Path, what: str = "qna.yaml", max_bytes: int = MAX_QNA_BYTES
     try:
         st = os.stat(path)
     except OSError as exc:
-        raise _err(f"cannot read {what}: {exc.strerror}", "check the path and permissions") from None
+        raise _err(
+            f"cannot read {what}: {exc.strerror}", "check the path and permissions"
+        ) from None
     if not stat.S_ISREG(st.st_mode):
         raise _err(
             f"{what} is not a regular file",
@@ -87,15 +89,23 @@ def read_text(path: Path, what: str = "qna.yaml", max_bytes: int = MAX_QNA_BYTES
         with open(path, "rb") as fh:
             raw = fh.read(max_bytes + 1)
     except OSError as exc:
-        raise _err(f"cannot read {what}: {exc.strerror}", "check the path and permissions") from None
+        raise _err(
+            f"cannot read {what}: {exc.strerror}", "check the path and permissions"
+        ) from None
     if len(raw) > max_bytes:  # grew between stat and read
-        raise _err(f"{what} is over the {_size(max_bytes)} limit", "keep the file small", "security")
+        raise _err(
+            f"{what} is over the {_size(max_bytes)} limit", "keep the file small", "security"
+        )
     return decode(raw, what)
 
 
 def decode(raw: bytes, what: str = "qna.yaml") -> str:
-    for bom, name in ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
-                      (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16")):
+    for bom, name in (
+        (codecs.BOM_UTF32_LE, "UTF-32"),
+        (codecs.BOM_UTF32_BE, "UTF-32"),
+        (codecs.BOM_UTF16_LE, "UTF-16"),
+        (codecs.BOM_UTF16_BE, "UTF-16"),
+    ):
         if raw.startswith(bom):
             raise _err(
                 f"{what} is saved as {name}, not UTF-8",
@@ -114,9 +124,8 @@ def decode(raw: bytes, what: str = "qna.yaml") -> str:
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        bad = raw[exc.start : exc.start + 4].hex(" ")
         raise _err(
-            f"{what} is not valid UTF-8 (byte {exc.start}: {bad})",
+            f"{what} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at line {line}, column {col})",
             "the file was saved in another encoding (often Windows-1252 or Latin-1); save it "
             "again as UTF-8",
             line=line,
@@ -149,8 +158,9 @@ def _size(n: int) -> str:
     return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n / 1024:.0f} KiB"
 
 
-def _err(message: str, hint: str, source: str = "yaml", line: int | None = None,
-         col: int | None = None) -> ReadError:
+def _err(
+    message: str, hint: str, source: str = "yaml", line: int | None = None, col: int | None = None
+) -> ReadError:
     return ReadError(Problem(message, hint, source, line, col))
 
 
@@ -187,41 +197,63 @@ def parse(text: str) -> Parsed:
 
 # What usually causes PyYAML's complaints in hand-written qna.yaml files, and the fix.
 _SYNTAX_HINTS = (
-    ("mapping values are not allowed here",
-     "a value contains ': ' (colon and space) without quotes; wrap the whole value in quotes, "
-     "or write it as a block: `key: |` and the text on the following lines, indented"),
-    ("could not find expected ':'",
-     "a line of a multi-line value is indented less than the text above it, or a key lacks "
-     "its colon; indent every line of the value the same (or use `key: |`)"),
-    ("expected chomping or indentation indicators",
-     "after `|` or `>` the text must start on the next line; only `-`, `+` or a digit may "
-     "follow the `|` on the same line"),
-    ("expected a comment or a line break",
-     "after `|` or `>` the text must start on the next line, indented"),
-    ("found unknown escape character",
-     "inside double quotes a backslash starts an escape; double it (\\\\), or use single "
-     "quotes or a `|` block instead"),
-    ("found unexpected end of stream",
-     "a quote is opened and never closed; close it or use a `|` block"),
-    ("found character '\\t' that cannot start any token",
-     "YAML indentation must use spaces, not tabs; replace the tabs with spaces"),
-    ("expected <block end>",
-     "the indentation of this line does not match its neighbours; keys of one mapping and "
-     "items of one list must start in the same column"),
-    ("expected a single document in the stream",
-     "the file holds more than one YAML document (a second `---`); keep one"),
+    (
+        "mapping values are not allowed here",
+        "a value contains ': ' (colon and space) without quotes; wrap the whole value in quotes, "
+        "or write it as a block: `key: |` and the text on the following lines, indented",
+    ),
+    (
+        "could not find expected ':'",
+        "a line of a multi-line value is indented less than the text above it, or a key lacks "
+        "its colon; indent every line of the value the same (or use `key: |`)",
+    ),
+    (
+        "expected chomping or indentation indicators",
+        "after `|` or `>` the text must start on the next line; only `-`, `+` or a digit may "
+        "follow the `|` on the same line",
+    ),
+    (
+        "expected a comment or a line break",
+        "after `|` or `>` the text must start on the next line, indented",
+    ),
+    (
+        "found unknown escape character",
+        "inside double quotes a backslash starts an escape; double it (\\\\), or use single "
+        "quotes or a `|` block instead",
+    ),
+    (
+        "found unexpected end of stream",
+        "a quote is opened and never closed; close it or use a `|` block",
+    ),
+    (
+        "found character '\\t' that cannot start any token",
+        "YAML indentation must use spaces, not tabs; replace the tabs with spaces",
+    ),
+    (
+        "expected <block end>",
+        "the indentation of this line does not match its neighbours; keys of one mapping and "
+        "items of one list must start in the same column",
+    ),
+    (
+        "expected a single document in the stream",
+        "the file holds more than one YAML document (a second `---`); keep one",
+    ),
     ("found duplicate anchor", "each `&anchor` name may be defined only once"),
     ("found undefined alias", "`*name` refers to an `&name` anchor that is not defined above it"),
-    ("special characters are not allowed",
-     "the file contains an invisible control character; delete it (retype the line)"),
+    (
+        "special characters are not allowed",
+        "the file contains an invisible control character; delete it (retype the line)",
+    ),
 )
 
 
 def _syntax_problem(exc: yaml.MarkedYAMLError) -> Problem:
     mark = exc.problem_mark or exc.context_mark
     what = "; ".join(str(p) for p in (exc.context, exc.problem) if p)
-    hint = next((h for key, h in _SYNTAX_HINTS if key in what),
-                "fix the YAML at this position (see https://yaml.org for the syntax)")
+    hint = next(
+        (h for key, h in _SYNTAX_HINTS if key in what),
+        "fix the YAML at this position (see https://yaml.org for the syntax)",
+    )
     return Problem(f"YAML syntax error: {what}", hint, "yaml", *_line_col(mark))
 
 
@@ -247,10 +279,15 @@ def _constructor_problem(exc: yaml.constructor.ConstructorError) -> Problem:
     if "found unhashable key" in problem:
         return Problem("a key is a list or a mapping", "keys must be plain words", "yaml", *where)
     if "found unconstructable recursive node" in problem:
-        return Problem("an alias refers to the node that contains it", "remove the alias",
-                       "security", *where)
-    return Problem(f"cannot read a value: {problem}", "write the value as plain text (quote it)",
-                   "yaml", *where)
+        return Problem(
+            "an alias refers to the node that contains it", "remove the alias", "security", *where
+        )
+    return Problem(
+        f"cannot read a value: {problem}",
+        "write the value as plain text (quote it)",
+        "yaml",
+        *where,
+    )
 
 
 def _value_problem(root: Node, exc: Exception) -> Problem:
@@ -322,11 +359,15 @@ def check_expansion(root: Node) -> None:
             sizes[key] = (nodes, chars)
             if nodes > MAX_EXPANDED_NODES or chars > MAX_EXPANDED_CHARS:
                 line, col = _line_col(node.start_mark)
+                what = (
+                    f"{MAX_EXPANDED_NODES:,} values"
+                    if nodes > MAX_EXPANDED_NODES
+                    else f"{MAX_EXPANDED_CHARS:,} characters"
+                )
                 raise _err(
-                    f"aliases expand this file to more than "
-                    f"{min(nodes, 10**12):,} values / {min(chars, 10**15):,} characters",
-                    "this looks like an alias bomb; write the content out instead of nesting "
-                    "`*alias` references",
+                    f"`*alias` references expand this file past {what} (an alias bomb)",
+                    "write the content out instead of nesting `*alias` references; a taxonomy "
+                    "file never needs them",
                     "security",
                     line,
                     col,
@@ -370,7 +411,9 @@ def node_at(root: Node | None, path: Sequence[Any], *, key: bool = False) -> Nod
             if found is None:
                 return node
             node = found
-        elif isinstance(node, SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+        elif (
+            isinstance(node, SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value)
+        ):
             node = node.value[part]
         else:
             return node
@@ -385,6 +428,41 @@ def _key_equals(constructor: yaml.constructor.SafeConstructor, knode: Node, part
     except Exception:
         return False
     return type(value) is type(part) and value == part
+
+
+def path_at(root: Node | None, line: int, col: int) -> tuple[Any, ...] | None:
+    """The data path of the innermost value spanning 1-based ``line``/``col`` (for lint
+    problems, which yamllint reports by position only)."""
+    if root is None:
+        return None
+    where = (line - 1, col - 1)
+    constructor = yaml.constructor.SafeConstructor()
+    path: list[Any] = []
+    node = root
+    for _ in range(10_000):  # bounded: each step goes one level down a finite tree
+        child: tuple[Any, Node] | None = None
+        if isinstance(node, MappingNode):
+            for knode, vnode in node.value:
+                if _spans(knode, vnode, where) and isinstance(knode, ScalarNode):
+                    try:
+                        child = (constructor.construct_object(knode), vnode)
+                    except Exception:
+                        return tuple(path)
+        elif isinstance(node, SequenceNode):
+            for i, item in enumerate(node.value):
+                if _spans(item, item, where):
+                    child = (i, item)
+        if child is None:
+            return tuple(path)
+        path.append(child[0])
+        node = child[1]
+    return tuple(path)
+
+
+def _spans(first: Node, last: Node, where: tuple[int, int]) -> bool:
+    start = (first.start_mark.line, first.start_mark.column)
+    end = (last.end_mark.line, last.end_mark.column)
+    return start <= where <= end
 
 
 def position(root: Node | None, path: Sequence[Any], *, key: bool = False) -> tuple[int, int]:

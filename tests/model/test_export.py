@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 import gguf  # noqa: E402
 import numpy as np  # noqa: E402
 
-from labmake import export, student  # noqa: E402
+from labmake import export, gguf_meta, io, student  # noqa: E402
 from labmake.gguf_arch import ExportError  # noqa: E402
 
 pytestmark = pytest.mark.model
@@ -120,8 +120,15 @@ def test_merge_equals_base_plus_adapters(tiny_hf_student, hf, tmp_path):
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
     assert np.abs(got - base_logits).max() > 1e-2  # the adapters did change the model
     assert not any("lora" in name for name, _ in merged.named_parameters())
-    assert (out / "tokenizer.gguf").read_bytes() == (tiny_hf_student / "tokenizer.gguf").read_bytes()
-    assert json.loads((out / export.MODEL_MARKER).read_text()) == {"labmake.x": "y"}
+    assert (out / "tokenizer.gguf").read_bytes() == (
+        tiny_hf_student / "tokenizer.gguf"
+    ).read_bytes()
+    marker = json.loads((out / export.MODEL_MARKER).read_text())
+    assert marker.pop("labmake.x") == "y"
+    assert marker.pop("phase_adapters_sha256") == {
+        name: io.sha256_file(tmp_path / name / "adapter_model.safetensors") for name in ("p1", "p2")
+    }
+    assert marker == {}
     tok = AutoTokenizer.from_pretrained(out)
     assert tok(TEXT).input_ids == ids and tok.chat_template
     assert not list(tmp_path.glob(".*.tmp"))
@@ -168,6 +175,53 @@ def test_metadata_round_trips(f16_gguf, tiny_hf_student):
     for key, value in tokenizer.items():
         if key.startswith("tokenizer."):
             assert fields[key] == value, key
+    template = (tiny_hf_student / "chat_template.jinja").read_text()
+    assert fields[gguf.Keys.Tokenizer.CHAT_TEMPLATE] == template
+
+
+def test_gguf_gets_the_trained_chat_template(tiny_hf_student, tmp_path):
+    """A source GGUF without a chat template (like the embedded base model) still yields a
+    GGUF that llama.cpp can chat with, in the format the model was tuned on."""
+    from llama_cpp import Llama
+
+    hf_dir = tmp_path / "hf"
+    shutil.copytree(tiny_hf_student, hf_dir)
+    writer = gguf.GGUFWriter(hf_dir / "tokenizer.gguf", "gemma3")
+    gguf_meta.copy_kv(
+        tiny_hf_student / "tokenizer.gguf",
+        writer,
+        "tokenizer.",
+        exclude={gguf.Keys.Tokenizer.CHAT_TEMPLATE},
+    )
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert gguf.Keys.Tokenizer.CHAT_TEMPLATE not in _fields(hf_dir / "tokenizer.gguf")
+
+    out = tmp_path / "m.gguf"
+    export.write_gguf(hf_dir, out, provenance={}, out_type="F32")
+    assert _fields(out)[gguf.Keys.Tokenizer.CHAT_TEMPLATE] == student.GEMMA_CHAT_TEMPLATE
+    llm = Llama(model_path=str(out), n_ctx=128, n_threads=2, seed=0, verbose=False)
+    try:
+        reply = llm.create_chat_completion(
+            [{"role": "user", "content": "What is rain?"}], max_tokens=4, temperature=0.0
+        )
+    finally:
+        llm.close()
+    assert reply["choices"][0]["message"]["role"] == "assistant"
+
+
+def test_fast_metadata_reader_agrees_with_gguf_reader(f16_gguf, quantized, tiny_student_gguf):
+    for path in (f16_gguf, *quantized.values(), tiny_student_gguf):
+        expected = {
+            k: f.contents()
+            for k, f in gguf.GGUFReader(path).fields.items()
+            if not k.startswith("GGUF.")
+        }
+        assert gguf_meta.metadata(path) == expected, path
+    with pytest.raises(gguf_meta.GGUFMetadataError, match="not a GGUF"):
+        gguf_meta.read_kv(Path(__file__))
 
 
 def test_source_license_and_name_are_carried(tiny_hf_student, tmp_path):
@@ -228,9 +282,7 @@ def test_bad_arguments_are_explained(f16_gguf, tiny_hf_student, tmp_path):
     with pytest.raises(ExportError, match="must start with"):
         export.write_gguf(tiny_hf_student, tmp_path / "x.gguf", provenance={"seed": 1})
     with pytest.raises(ExportError, match="set by the GGUF writer"):
-        export.write_gguf(
-            tiny_hf_student, tmp_path / "x.gguf", provenance={"general.file_type": 1}
-        )
+        export.write_gguf(tiny_hf_student, tmp_path / "x.gguf", provenance={"general.file_type": 1})
     with pytest.raises(ExportError, match="out_type"):
         export.write_gguf(tiny_hf_student, tmp_path / "x.gguf", provenance={}, out_type="Q4")
     assert not list(tmp_path.iterdir())
@@ -238,8 +290,9 @@ def test_bad_arguments_are_explained(f16_gguf, tiny_hf_student, tmp_path):
 
 @pytest.mark.parametrize("architecture", ["LlamaForCausalLM", "MistralForCausalLM"])
 def test_llama_family_exports_and_runs(architecture, tmp_path):
-    import tiny
     from transformers import AutoModelForCausalLM
+
+    import tiny
 
     hf_dir = tiny.make_hf_llama(tmp_path / "hf", architecture)
     out = tmp_path / "llama.F16.gguf"

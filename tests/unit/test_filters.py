@@ -50,7 +50,7 @@ def test_filter_keeps_grounded_and_rejects_each_kind_of_bad_sample():
         " Where did the lighthouse of Alexandria stand?\nA: On the island of Pharos.\n---\n"
         "Q: Where did the lighthouse of Alexandria stand?\nA: On the island of Pharos.\n---\n"
         "Q: Who painted the Mona Lisa in Florence?\nA: Leonardo painted it in Florence, Italy.\n---\n"
-        "Q: What does a lighthouse warn ships about?\nA: Sailors far out at sea.\n---\n"
+        "Q: What does a lighthouse warn ships about?\nA: Rocks out at sea.\n---\n"
         "Q: Hi?\nA: The fire burned at the top.\n---\n"
         "Q: What could sailors see far out at sea?\n"
     )
@@ -75,6 +75,13 @@ def test_cut_off_last_item_is_dropped():
     completion = " What could sailors see?\nA: The fire at the top of a tall stone tower.\n---\nQ: Where?\nA: On the isl"
     kept, stats = filters.filter_leaf(SEEDS, [record(completion, finished=False)], FilterConfig())
     assert len(kept) == 1 and stats["removed"]["cut_off"] == 1
+
+
+def test_templated_questions_with_new_content_are_not_duplicates():
+    a = " Write about the tall stone tower.\nA: A fire burned at the top of the tower.\n---\n"
+    b = " Write about the island of Pharos.\nA: Sailors saw it from far out at sea.\n---\n"
+    kept, stats = filters.filter_leaf(SEEDS, [record(a, 0), record(b, 1)], FilterConfig())
+    assert len(kept) == 2, stats
 
 
 def test_near_duplicates_are_removed():

@@ -1,0 +1,40 @@
+"""Print the wall time of each stage of the last build, from Snakemake's benchmark files.
+
+    python benchmarks/stage_times.py [build/benchmarks]
+
+Each rule writes build/benchmarks/{rule}/{name}.tsv (Snakemake's `benchmark:`); this sums the
+jobs of each rule. Stages that ran in parallel overlap, so the sum exceeds the wall time.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ORDER = ["seeds", "generate", "filter", "mix", "base_model", "train", "merge", "gguf",
+         "quantize", "evaluate", "manifest"]
+
+
+def main(folder: Path) -> int:
+    seconds: dict[str, float] = defaultdict(float)
+    jobs: dict[str, int] = defaultdict(int)
+    for tsv in sorted(folder.rglob("*.tsv")):
+        rule = tsv.relative_to(folder).parts[0]
+        with open(tsv, newline="") as fh:
+            for row in csv.DictReader(fh, delimiter="\t"):
+                seconds[rule] += float(row["s"])
+                jobs[rule] += 1
+    if not seconds:
+        print(f"{folder}: no benchmark files; run a build first", file=sys.stderr)
+        return 1
+    print("| stage | jobs | seconds |\n| --- | ---: | ---: |")
+    for rule in sorted(seconds, key=lambda r: ORDER.index(r) if r in ORDER else len(ORDER)):
+        print(f"| {rule} | {jobs[rule]} | {seconds[rule]:.0f} |")
+    print(f"| **sum** | {sum(jobs.values())} | {sum(seconds.values()):.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1] if len(sys.argv) > 1 else "build/benchmarks")))

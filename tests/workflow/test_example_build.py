@@ -1,0 +1,58 @@
+"""The example taxonomy built with the REAL embedded teacher and student (Gemma 3 270M) at
+small sizes: every stage real, end to end. Minutes, so marked slow (`make test-slow`)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from labmake import io
+from labmake.taxonomy import find_leaves
+
+pytestmark = [pytest.mark.slow, pytest.mark.workflow]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def small_params() -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["generate"]["requests_per_leaf"] = 8
+    params["train"]["max_seq_len"] = 192
+    for phase in params["train"]["phases"]:
+        phase.update(max_steps=3, batch_size=2)
+    params["export"]["quantizations"] = ["Q4_K_M"]
+    params["evaluate"]["max_new_tokens"] = 24
+    return params
+
+
+def test_example_taxonomy_builds_with_the_embedded_models(tmp_path):
+    shutil.copytree(REPO / "taxonomy", tmp_path / "taxonomy")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(small_params()))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"),
+         "--profile", str(REPO / "profiles/local")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=3000,
+    )
+    assert result.returncode == 0, (result.stdout[-4000:], result.stderr[-6000:])
+
+    leaves = find_leaves(tmp_path / "taxonomy")
+    for leaf in leaves:
+        generated = io.read_jsonl(tmp_path / f"build/generated/{leaf}.jsonl")
+        assert all(r["teacher"].startswith("llama-cpp:") for r in generated)
+        assert io.read_json(tmp_path / f"build/filtered/{leaf}.stats.json")["kept"] >= 1
+    report = io.read_json(tmp_path / "build/eval/report.json")
+    assert set(report["leaves"]) == set(leaves)
+    assert all(s["answers"]["Q4_K_M"] for s in report["samples"])  # the tuned GGUF answers
+
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(tmp_path / "build/model/model.Q4_K_M.gguf"), n_ctx=512, verbose=False)
+    reply = llm.create_chat_completion(
+        messages=[{"role": "user", "content": "What is the water cycle?"}], max_tokens=24, temperature=0
+    )
+    assert reply["choices"][0]["message"]["content"].strip()
