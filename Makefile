@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # OpenMP threads that spin-wait slow llama.cpp and torch 10-100x on a shared machine.
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: setup build test test-slow conformance lint format clean
+.PHONY: setup build repro test test-slow conformance lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ setup: $(VENV)/.installed
 
 build: setup
 	$(BIN)/labmake build
+
+# The same build through DVC (dvc.yaml); its command needs the venv's snakemake on PATH.
+repro: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
 test: setup
 	$(BIN)/pytest -m "not slow" -q

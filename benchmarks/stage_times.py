@@ -13,8 +13,19 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-ORDER = ["seeds", "generate", "filter", "mix", "base_model", "train", "merge", "gguf",
-         "quantize", "evaluate", "manifest"]
+ORDER = [
+    "seeds",
+    "generate",
+    "filter",
+    "mix",
+    "base_model",
+    "train",
+    "merge",
+    "gguf",
+    "quantize",
+    "evaluate",
+    "manifest",
+]
 
 
 def main(folder: Path) -> int:

@@ -11,10 +11,14 @@ import sys
 from pathlib import Path
 
 
-def chat(model: Path, *, n_ctx: int, max_tokens: int, temperature: float, system: str | None) -> int:
+def chat(
+    model: Path, *, n_ctx: int, max_tokens: int, temperature: float, system: str | None
+) -> int:
     if not model.is_file():
-        print(f"labmake chat: error: {model}: no such GGUF file (build one with `labmake build`)",
-              file=sys.stderr)
+        print(
+            f"labmake chat: error: {model}: no such GGUF file (build one with `labmake build`)",
+            file=sys.stderr,
+        )
         return 2
     from llama_cpp import Llama
 

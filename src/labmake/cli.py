@@ -26,6 +26,7 @@ def _validate(args: argparse.Namespace) -> int:
         ilab_strict=args.ilab_strict,
         fmt=args.format,
         params_path=Path(args.params) if args.params else None,
+        strict_limits=args.strict_limits,
     )
 
 
@@ -46,21 +47,35 @@ def _build(args: argparse.Namespace) -> int:
         print("labmake build: fix the taxonomy errors above, then build again.", file=sys.stderr)
         return status
     snakemake = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
-    command = [snakemake, "--profile", args.profile, "--configfile", args.params, *args.snakemake_args]
+    command = [
+        snakemake,
+        "--profile",
+        args.profile,
+        "--configfile",
+        args.params,
+        *args.snakemake_args,
+    ]
     print("+ " + " ".join(command), file=sys.stderr)
     result = subprocess.run(command, check=False)
     if result.returncode == 0 and "-n" not in args.snakemake_args:
         model = paths.gguf(cfg.export.quantizations[0])
-        print(f"\nlabmake: built {model}\n  evaluation: {paths.EVAL_REPORT}\n"
-              f"  chat with it: labmake chat {model}")
+        print(
+            f"\nlabmake: built {model}\n  evaluation: {paths.EVAL_REPORT}\n"
+            f"  chat with it: labmake chat {model}"
+        )
     return result.returncode
 
 
 def _chat(args: argparse.Namespace) -> int:
     from .chat import chat
 
-    return chat(Path(args.model), n_ctx=args.n_ctx, max_tokens=args.max_tokens,
-                temperature=args.temperature, system=args.system)
+    return chat(
+        Path(args.model),
+        n_ctx=args.n_ctx,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        system=args.system,
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -68,8 +83,17 @@ def _serve(args: argparse.Namespace) -> int:
     if not model.is_file():
         print(f"labmake serve: error: {model}: no such GGUF file", file=sys.stderr)
         return EXIT_USAGE
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
-               "--host", args.host, "--port", str(args.port)]
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model),
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
     print("+ " + " ".join(command), file=sys.stderr)
     return subprocess.run(command, check=False).returncode
 
@@ -83,15 +107,35 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="check qna.yaml files (InstructLab-compatible)")
-    p.add_argument("paths", nargs="*", help="taxonomy roots or qna.yaml files (default: params.yaml's taxonomy.root)")
-    p.add_argument("--ilab-strict", action="store_true",
-                   help="accept exactly what `ilab taxonomy diff` accepts (yamllint warnings are errors; labmake's extra limits off)")
+    p.add_argument(
+        "paths",
+        nargs="*",
+        help="taxonomy roots or qna.yaml files (default: params.yaml's taxonomy.root)",
+    )
+    p.add_argument(
+        "--ilab-strict",
+        action="store_true",
+        help="accept exactly what `ilab taxonomy diff` accepts (yamllint warnings are errors; labmake's extra limits off)",
+    )
     p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("--params", default=None, help="params.yaml to read the teacher's context size from")
+    p.add_argument(
+        "--strict-limits",
+        action="store_true",
+        help="make labmake's own limits (word counts, duplicates, context window) errors, not warnings",
+    )
+    p.add_argument(
+        "--params", default=None, help="params.yaml to read the teacher's context size from"
+    )
     p.set_defaults(func=_validate)
 
-    p = sub.add_parser("build", help="run the build with snakemake (extra arguments go to snakemake)")
-    p.add_argument("--profile", default="profiles/local", help="snakemake profile (profiles/local or profiles/slurm)")
+    p = sub.add_parser(
+        "build", help="run the build with snakemake (extra arguments go to snakemake)"
+    )
+    p.add_argument(
+        "--profile",
+        default="profiles/local",
+        help="snakemake profile (profiles/local or profiles/slurm)",
+    )
     p.add_argument("--params", default="params.yaml")
     p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="passed to snakemake, e.g. -n")
     p.set_defaults(func=_build)

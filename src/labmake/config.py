@@ -191,11 +191,15 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> BuildConfig:
     validator = _validator_class()(_schema())
     if not validator.validate(raw):
         problems = "; ".join(_flatten_errors(validator.errors))
-        raise ConfigError(f"{source}: {problems}. Fix these keys (see the comments in params.yaml).")
+        raise ConfigError(
+            f"{source}: {problems}. Fix these keys (see the comments in params.yaml)."
+        )
     config = build(BuildConfig, validator.document)
     names = [p.name for p in config.train.phases]
     if len(set(names)) != len(names):
-        raise ConfigError(f"{source}: train.phases has repeated names {names}; give each phase its own name")
+        raise ConfigError(
+            f"{source}: train.phases has repeated names {names}; give each phase its own name"
+        )
     return config
 
 
@@ -204,7 +208,9 @@ def load(path: str | Path = "params.yaml") -> BuildConfig:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: not found; run from the repository root or pass --params") from None
+        raise ConfigError(
+            f"{path}: not found; run from the repository root or pass --params"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

@@ -131,8 +131,12 @@ def summarize(
 
 
 def run(
-    eval_path: Path, base_dir: Path, tuned_dir: Path, ggufs: dict[str, Path],
-    cfg: EvaluateConfig, out: Path,
+    eval_path: Path,
+    base_dir: Path,
+    tuned_dir: Path,
+    ggufs: dict[str, Path],
+    cfg: EvaluateConfig,
+    out: Path,
 ) -> None:
     items = io.read_jsonl(eval_path)
     if not items:

@@ -31,7 +31,7 @@ import gguf
 
 from . import gguf_meta, io
 from .gguf_arch import ExportError, family_for
-from .student import BASE_MARKER, TOKENIZER_GGUF, _atomic_dir
+from .student import BASE_MARKER, TOKENIZER_GGUF
 
 if TYPE_CHECKING:
     import numpy as np
@@ -83,12 +83,14 @@ def merge(
     t0 = time.monotonic()
     log.info("merging %d adapter(s) into %s", len(phase_dirs), base_dir)
     model, tokenizer = load_tuned(base_dir, [Path(p) for p in phase_dirs], dtype=torch.float32)
-    with _atomic_dir(out_dir) as tmp:
+    with io.atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         for name in (TOKENIZER_GGUF, BASE_MARKER):
             shutil.copyfile(base_dir / name, tmp / name)
-        phases = {p.name: io.sha256_file(p / "adapter_model.safetensors") for p in map(Path, phase_dirs)}
+        phases = {
+            p.name: io.sha256_file(p / "adapter_model.safetensors") for p in map(Path, phase_dirs)
+        }
         io.write_json(tmp / MODEL_MARKER, {"phase_adapters_sha256": phases, **provenance})
     log.info("merged model saved in %.0f s", time.monotonic() - t0)
 

@@ -120,8 +120,11 @@ def plan_requests(
                 break
             examples = examples[:-1]
         if not fits(prompt):
-            log.warning("%s: request %d skipped: its prompt does not fit the teacher's context",
-                        seeds["leaf"], index)
+            log.warning(
+                "%s: request %d skipped: its prompt does not fit the teacher's context",
+                seeds["leaf"],
+                index,
+            )
             skipped += 1
             continue
         request = Request(prompt, request_seed, teacher.max_tokens, STOPS[template])
@@ -154,16 +157,23 @@ def records(
     return out
 
 
-def run(seeds_path: Path, out: Path, teacher_cfg: TeacherConfig, gen: GenerateConfig, seed: int) -> None:
+def run(
+    seeds_path: Path, out: Path, teacher_cfg: TeacherConfig, gen: GenerateConfig, seed: int
+) -> None:
     seeds = io.read_json(seeds_path)
     teacher = open_teacher(teacher_cfg)
     try:
+
         def fits(prompt: str) -> bool:
             return teacher.count_tokens(prompt) + teacher_cfg.max_tokens <= teacher.n_ctx
 
         planned, skipped = plan_requests(seeds, gen, teacher_cfg, seed, fits)
-        log.info("%s: %d teacher requests (%d skipped: prompt too long)", seeds["leaf"],
-                 len(planned), skipped)
+        log.info(
+            "%s: %d teacher requests (%d skipped: prompt too long)",
+            seeds["leaf"],
+            len(planned),
+            skipped,
+        )
         io.write_jsonl(out, records(seeds, planned, teacher))
     finally:
         teacher.close()

@@ -65,11 +65,16 @@ def mix(
 
 
 def run(
-    seeds_paths: list[Path], filtered_paths: list[Path], cfg: MixConfig, seed: int,
-    outputs: dict[str, Path], stats_out: Path,
+    seeds_paths: list[Path],
+    filtered_paths: list[Path],
+    cfg: MixConfig,
+    seed: int,
+    outputs: dict[str, Path],
+    stats_out: Path,
 ) -> None:
     leaves = [
-        (io.read_json(s), io.read_jsonl(f)) for s, f in zip(seeds_paths, filtered_paths, strict=True)
+        (io.read_json(s), io.read_jsonl(f))
+        for s, f in zip(seeds_paths, filtered_paths, strict=True)
     ]
     datasets, stats = mix(leaves, cfg, seed)
     for name, path in outputs.items():

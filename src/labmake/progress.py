@@ -72,7 +72,15 @@ def _log_lines(description: str, total: int) -> Advance:
         elapsed = time.monotonic() - start
         eta = elapsed / done * (total - done)
         shown = "".join(f", {k} {v}" for k, v in values.items())
-        log.info("%s: %d/%d (%.0f%%)%s, %.0f s elapsed, ETA %.0f s",
-                 description, done, total, 100 * done / max(total, 1), shown, elapsed, eta)
+        log.info(
+            "%s: %d/%d (%.0f%%)%s, %.0f s elapsed, ETA %.0f s",
+            description,
+            done,
+            total,
+            100 * done / max(total, 1),
+            shown,
+            elapsed,
+            eta,
+        )
 
     return advance

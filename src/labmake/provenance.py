@@ -37,11 +37,17 @@ def git_commit(path: str | Path) -> str:
     try:
         commit = subprocess.run(
             ["git", "log", "-1", "--format=%H", "--", str(path)],
-            capture_output=True, text=True, check=True, timeout=30,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--", str(path)],
-            capture_output=True, text=True, check=True, timeout=30,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -49,8 +55,13 @@ def git_commit(path: str | Path) -> str:
 
 
 def collect(
-    *, params: dict[str, Any], seeds_paths: Sequence[Path], generated_paths: Sequence[Path],
-    mix_stats: Path, base_dir: Path, taxonomy_root: str,
+    *,
+    params: dict[str, Any],
+    seeds_paths: Sequence[Path],
+    generated_paths: Sequence[Path],
+    mix_stats: Path,
+    base_dir: Path,
+    taxonomy_root: str,
 ) -> dict[str, str | int]:
     """The ``labmake.*`` provenance keys written into every GGUF and the manifest."""
     base = io.read_json(base_dir / "labmake_base.json")

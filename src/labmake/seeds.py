@@ -55,4 +55,11 @@ def leaf_record(leaf: Leaf, cfg: SeedsConfig) -> dict[str, Any]:
 
 
 def run(taxonomy_root: Path, leaf: str, cfg: SeedsConfig, out: Path) -> None:
-    io.write_json(out, leaf_record(load_leaf(taxonomy_root, leaf), cfg))
+    loaded = load_leaf(taxonomy_root, leaf)
+    if loaded.kind == "knowledge" and not loaded.documents:
+        raise ValueError(
+            f"{loaded.qna_path}: this knowledge leaf has no document labmake can read. Documents "
+            "named by `document: {repo, commit}` are not fetched by this version: copy them beside "
+            'the qna.yaml and write `document: {patterns: ["*.md"]}`'
+        )
+    io.write_json(out, leaf_record(loaded, cfg))

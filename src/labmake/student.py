@@ -16,13 +16,11 @@ Conversion is slow for the real student (about 2 minutes), so the result is cach
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,7 +135,7 @@ def convert_gguf_to_hf(
     cached = cache_dir() / "hf" / sha
     if use_cache and _is_complete(cached, sha):
         log.info("base model: reusing the converted %s from %s", gguf_path.name, cached)
-        with _atomic_dir(out_dir) as tmp:
+        with io.atomic_dir(out_dir) as tmp:
             _copy_tree(cached, tmp)
         return
     if use_cache:
@@ -146,7 +144,7 @@ def convert_gguf_to_hf(
         except OSError as exc:  # an unwritable cache must not stop a build
             log.warning("cannot write the model cache %s (%s); converting in place", cached, exc)
         else:
-            with _atomic_dir(out_dir) as tmp:
+            with io.atomic_dir(out_dir) as tmp:
                 _copy_tree(cached, tmp)
             log.info("base model ready in %.0f s", time.monotonic() - t0)
             return
@@ -246,7 +244,7 @@ def save_base(
     models, so both have the same layout.
     """
     out_dir = Path(out_dir)
-    with _atomic_dir(out_dir) as tmp:
+    with io.atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         shutil.copyfile(tokenizer_gguf, tmp / TOKENIZER_GGUF)
@@ -352,25 +350,6 @@ def _is_complete(folder: Path, sha: str) -> bool:
         return False
     info = io.read_json(marker)
     return info.get("source_gguf_sha256") == sha and info.get("format") == BASE_FORMAT
-
-
-@contextlib.contextmanager
-def _atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temp folder beside ``target``; on success it replaces ``target``."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield tmp
-        if target.exists():
-            # A folder cannot be renamed over a non-empty one: move the old one aside first.
-            old = tmp.with_suffix(".old")
-            os.replace(target, old)
-            shutil.rmtree(old)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def _copy_tree(src: Path, dst: Path) -> None:

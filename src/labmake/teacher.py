@@ -20,6 +20,7 @@ from typing import Protocol
 
 from . import io
 from .config import TeacherConfig
+from .progress import track
 
 log = logging.getLogger(__name__)
 
@@ -120,28 +121,10 @@ def open_teacher(cfg: TeacherConfig) -> Teacher:
 
 
 def complete_all(teacher: Teacher, requests: Sequence[Request], label: str) -> list[Completion]:
-    """Run requests in order with a progress bar and ETA on stderr."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
+    """Run requests in order, showing progress with an ETA."""
     results: list[Completion] = []
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, transient=False) as progress:
-        task = progress.add_task(label, total=len(requests))
+    with track(label, len(requests)) as advance:
         for request in requests:
             results.append(teacher.complete(request))
-            progress.advance(task)
+            advance()
     return results

@@ -18,9 +18,7 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import random
-import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -32,7 +30,8 @@ import torch.nn.functional as F
 
 from . import __version__
 from .config import LoraConfig, PhaseConfig
-from .io import iter_jsonl, read_json, sha256_file, write_json
+from .io import atomic_dir, iter_jsonl, read_json, sha256_file, write_json
+from .progress import track
 from .teacher import derive_seed
 
 log = logging.getLogger(__name__)
@@ -366,30 +365,6 @@ def train(
 # --------------------------------------------------------------------------- one phase
 
 
-def _progress() -> Any:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TextColumn("{task.fields[tps]} tok/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    )
-
-
 def _save_adapter(model: Any, directory: Path) -> None:
     """Save the adapter so that the same weights give the same bytes."""
     model.save_pretrained(str(directory))
@@ -407,15 +382,6 @@ def _save_adapter(model: Any, directory: Path) -> None:
 def _phase_name(phase_dir: Path) -> str:
     done = Path(phase_dir) / PHASE_DONE
     return read_json(done)["phase"]["name"] if done.is_file() else Path(phase_dir).name
-
-
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Put the finished ``tmp`` at ``out_dir``, replacing whatever was there."""
-    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-    if out_dir.exists():
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def run_phase(
@@ -508,24 +474,13 @@ def run_phase(
 
     started = time.monotonic()
     last = [started]
-    every = max(1, len(plan) // 10)
-    with _progress() as progress:
-        task = progress.add_task(f"train {phase.name}", total=len(plan), loss="-", tps="-")
+    with track(f"train {phase.name}", len(plan), loss="-", tok_s="-") as advance:
 
         def on_step(step: int, s: StepStats) -> None:
             now = time.monotonic()
             tps = s.input_tokens / max(now - last[0], 1e-9)
             last[0] = now
-            progress.update(task, advance=1, loss=f"{s.loss:.4f}", tps=f"{tps:.0f}")
-            if step % every == 0 or step == len(plan):
-                log.info(
-                    "phase %s: step %d/%d loss %.4f (%.0f tok/s)",
-                    phase.name,
-                    step,
-                    len(plan),
-                    s.loss,
-                    tps,
-                )
+            advance(loss=f"{s.loss:.4f}", tok_s=f"{tps:.0f}")
 
         history = train(
             model, samples, plan, phase, pad_id=pad_id, accelerator=accelerator, on_step=on_step
@@ -569,18 +524,10 @@ def run_phase(
         },
     }
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with atomic_dir(out_dir) as tmp:
         _save_adapter(accelerator.unwrap_model(model), tmp)
         write_json(tmp / METRICS, metrics)
         write_json(tmp / PHASE_DONE, provenance)  # last: marks the checkpoint complete
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info(
         "phase %s: wrote %s (loss %.4f -> %.4f)",
         phase.name,

@@ -13,7 +13,9 @@ LABMAKE = str(Path(sys.executable).parent / "labmake")
 def test_version_and_help():
     out = subprocess.run([LABMAKE, "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("labmake ")
-    helptext = subprocess.run([LABMAKE, "--help"], capture_output=True, text=True, check=True).stdout
+    helptext = subprocess.run(
+        [LABMAKE, "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for command in ("validate", "build", "chat", "serve"):
         assert command in helptext
 
@@ -44,7 +46,9 @@ def test_chat_answers_over_a_pipe(tiny_student_gguf):
     result = subprocess.run(
         [LABMAKE, "chat", str(tiny_student_gguf), "--max-tokens", "6", "--temperature", "0"],
         input="Hello there\n/reset\nTell me about lighthouses\n/exit\n",
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     replies = [line for line in result.stdout.splitlines() if line.startswith("model> ")]

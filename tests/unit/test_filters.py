@@ -19,9 +19,17 @@ CHUNK = (
 
 def record(completion: str, index: int = 0, finished: bool = True, chunk: str | None = CHUNK):
     return {
-        "leaf": SEEDS["leaf"], "kind": "knowledge", "index": index, "seed": 7,
-        "teacher": "t", "template": "knowledge", "template_sha256": "x", "marker": "Q:",
-        "chunk": chunk, "completion": completion, "finished": finished,
+        "leaf": SEEDS["leaf"],
+        "kind": "knowledge",
+        "index": index,
+        "seed": 7,
+        "teacher": "t",
+        "template": "knowledge",
+        "template_sha256": "x",
+        "marker": "Q:",
+        "chunk": chunk,
+        "completion": completion,
+        "finished": finished,
     }
 
 
@@ -40,7 +48,9 @@ def test_parse_items_multiline_and_malformed():
 
 
 def test_parse_grounded_item():
-    items, malformed = filters.parse_items("Context:\nNotes here.\nMore.\nQ: What?\nA: This.\n---\n")
+    items, malformed = filters.parse_items(
+        "Context:\nNotes here.\nMore.\nQ: What?\nA: This.\n---\n"
+    )
     assert malformed == 0
     assert items == [{"Context": "Notes here.\nMore.", "Q": "What?", "A": "This."}]
 
@@ -98,7 +108,9 @@ def test_empty_leaf_fails_loudly_and_writes_stats(tmp_path):
     io.write_json(seeds_path, SEEDS)
     io.write_jsonl(gen_path, [record(" Who?\nA: Nobody at all here.\n---\n")])
     with pytest.raises(filters.EmptyLeafError, match="kept 0 of 1") as err:
-        filters.run(seeds_path, gen_path, FilterConfig(), tmp_path / "f.jsonl", tmp_path / "st.json")
+        filters.run(
+            seeds_path, gen_path, FilterConfig(), tmp_path / "f.jsonl", tmp_path / "st.json"
+        )
     assert "teacher" in str(err.value) and "params.yaml" in str(err.value)
     assert not (tmp_path / "f.jsonl").exists()
     assert io.read_json(tmp_path / "st.json")["kept"] == 0

@@ -35,7 +35,14 @@ def tiny_params(student_gguf: Path) -> dict:
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--profile", str(REPO / "profiles/local"), *args]
+    command = [
+        SNAKEMAKE,
+        "-s",
+        str(REPO / "Snakefile"),
+        "--profile",
+        str(REPO / "profiles/local"),
+        *args,
+    ]
     return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=900)
 
 
@@ -77,7 +84,9 @@ def test_seeds_generated_and_filtered(built: Path):
 
 
 def test_mix_holds_out_eval_items(built: Path):
-    data = {n: io.read_jsonl(built / f"build/data/{n}.jsonl") for n in ("knowledge", "skills", "eval")}
+    data = {
+        n: io.read_jsonl(built / f"build/data/{n}.jsonl") for n in ("knowledge", "skills", "eval")
+    }
     assert {r["leaf"] for r in data["eval"]} == {KNOWLEDGE, SKILL}
     held_out = {r["question"] for r in data["eval"]}
     assert not held_out & {r["question"] for r in data["knowledge"] + data["skills"]}
@@ -97,7 +106,9 @@ def test_training_moved_adapter_and_not_base(built: Path):
     base = load_file(built / "build/base/model.safetensors")
     merged = load_file(built / "build/model/hf/model.safetensors")
     changed = {k for k in base if k in merged and not (base[k] == merged[k]).all()}
-    assert changed and all(re.search(r"\.(q|k|v|o)_proj\.", k) for k in changed)
+    targets = yaml.safe_load((built / "params.yaml").read_text())["train"]["phases"][0]["lora"]
+    pattern = re.compile(r"\.(" + "|".join(targets["target_modules"]) + r")\.weight$")
+    assert changed and all(pattern.search(k) for k in changed)  # only LoRA targets moved
 
 
 def test_ggufs_load_generate_and_carry_provenance(built: Path):
@@ -119,7 +130,11 @@ def test_report_and_manifest(built: Path):
     report = io.read_json(built / "build/eval/report.json")
     assert set(report["leaves"]) == {KNOWLEDGE, SKILL}
     nll = report["overall"]["reference_nll"]
-    assert nll["base"] > 0 and nll["tuned"] > 0 and nll["delta"] == pytest.approx(nll["tuned"] - nll["base"], abs=1e-5)
+    assert (
+        nll["base"] > 0
+        and nll["tuned"] > 0
+        and nll["delta"] == pytest.approx(nll["tuned"] - nll["base"], abs=1e-5)
+    )
     assert set(report["overall"]["token_f1"]) == {"Q4_K_M", "Q8_0"}
     manifest = io.read_json(built / "build/manifest.json")
     by_path = {f["path"]: f for f in manifest["outputs"]}

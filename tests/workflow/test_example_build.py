@@ -34,9 +34,17 @@ def test_example_taxonomy_builds_with_the_embedded_models(tmp_path):
     shutil.copytree(REPO / "taxonomy", tmp_path / "taxonomy")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(small_params()))
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"),
-         "--profile", str(REPO / "profiles/local")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=3000,
+        [
+            str(Path(sys.executable).parent / "snakemake"),
+            "-s",
+            str(REPO / "Snakefile"),
+            "--profile",
+            str(REPO / "profiles/local"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=3000,
     )
     assert result.returncode == 0, (result.stdout[-4000:], result.stderr[-6000:])
 
@@ -51,8 +59,12 @@ def test_example_taxonomy_builds_with_the_embedded_models(tmp_path):
 
     from llama_cpp import Llama
 
-    llm = Llama(model_path=str(tmp_path / "build/model/model.Q4_K_M.gguf"), n_ctx=512, verbose=False)
+    llm = Llama(
+        model_path=str(tmp_path / "build/model/model.Q4_K_M.gguf"), n_ctx=512, verbose=False
+    )
     reply = llm.create_chat_completion(
-        messages=[{"role": "user", "content": "What is the water cycle?"}], max_tokens=24, temperature=0
+        messages=[{"role": "user", "content": "What is the water cycle?"}],
+        max_tokens=24,
+        temperature=0,
     )
     assert reply["choices"][0]["message"]["content"].strip()

@@ -18,9 +18,22 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 def dry_run(tmp_path: Path, profile: str) -> str:
     # A private build folder: the dry run must not see (or touch) a build in the checkout.
     result = subprocess.run(
-        [SNAKEMAKE, "-n", "-s", str(REPO / "Snakefile"), "--profile", str(REPO / profile),
-         "--configfile", str(REPO / "params.yaml"), "--config", f"taxonomy={{'root': '{REPO / 'taxonomy'}'}}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            SNAKEMAKE,
+            "-n",
+            "-s",
+            str(REPO / "Snakefile"),
+            "--profile",
+            str(REPO / profile),
+            "--configfile",
+            str(REPO / "params.yaml"),
+            "--config",
+            f"taxonomy={{'root': '{REPO / 'taxonomy'}'}}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout + result.stderr
@@ -39,4 +52,6 @@ def test_dry_run_plans_every_leaf_and_the_tail(tmp_path, profile):
     assert stats["train"] == "2" and stats["quantize"] == "2" and stats["mix"] == "1"
     if profile == "profiles/slurm":
         train_jobs = re.findall(r"rule train:.*?resources: ([^\n]*)", text, re.DOTALL)
-        assert len(train_jobs) == 2 and all("gpu=1" in r and "slurm_partition=gpu" in r for r in train_jobs)
+        assert len(train_jobs) == 2 and all(
+            "gpu=1" in r and "slurm_partition=gpu" in r for r in train_jobs
+        )
