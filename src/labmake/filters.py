@@ -156,7 +156,7 @@ def _reason(c: Candidate, cfg: FilterConfig, chunk: str | None) -> str | None:
     return None
 
 
-def to_messages(seeds: dict[str, Any], question: str, answer: str, context: str | None) -> list:
+def to_messages(question: str, answer: str, context: str | None) -> list[dict[str, str]]:
     user = f"{context}\n\n{question}" if context else question
     return [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
 
@@ -213,7 +213,7 @@ def filter_leaf(
                     "question": c.question,
                     "answer": c.answer,
                     "context": c.context,
-                    "messages": to_messages(seeds, c.question, c.answer, c.context),
+                    "messages": to_messages(c.question, c.answer, c.context),
                 }
             )
     stats = {

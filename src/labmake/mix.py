@@ -37,7 +37,7 @@ def _record(seeds: dict[str, Any], example: dict[str, Any], source: str) -> dict
         "question": example["question"],
         "answer": example["answer"],
         "context": context,
-        "messages": to_messages(seeds, example["question"], example["answer"], context),
+        "messages": to_messages(example["question"], example["answer"], context),
     }
 
 
