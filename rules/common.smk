@@ -31,8 +31,10 @@ wildcard_constraints:
     quant="|".join(re.escape(q) for q in QUANTS if q != "F16") or "NONE",
 
 
-def code(*modules):
-    return sorted(str(CODE / f"{m}.py") for m in modules + ("config", "io", "logs"))
+def code(*patterns):
+    """labmake's files that a stage runs (glob patterns under the package), as inputs."""
+    common = ("__init__.py", "config.py", "io.py", "logs.py")
+    return sorted({str(p) for pattern in patterns + common for p in CODE.glob(pattern)})
 
 
 def leaf_files(wildcards):

@@ -4,7 +4,7 @@ rule evaluate:
         base=paths.BASE_DIR,
         tuned=paths.MERGED_DIR,
         ggufs=[paths.gguf(q) for q in QUANTS],
-        code=code("evaluate"),
+        code=code("evaluate.py", "train.py", "filters.py"),
     output:
         paths.EVAL_REPORT,
     params:
@@ -31,7 +31,7 @@ rule manifest:
         generated=all_leaves(paths.GENERATED),
         data=[paths.dataset(d) for d in paths.DATASETS],
         mix_stats=paths.MIX_STATS,
-        code=code("provenance"),
+        code=code("provenance.py"),
     output:
         paths.MANIFEST,
     params:

@@ -1,7 +1,7 @@
 rule generate:
     input:
         seeds=paths.SEEDS,
-        code=code("generate", "teacher"),
+        code=code("generate.py", "teacher.py", "prompts/*.j2", "testing/*.py"),
     output:
         paths.GENERATED,
     params:

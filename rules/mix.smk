@@ -2,7 +2,7 @@ rule mix:
     input:
         seeds=all_leaves(paths.SEEDS),
         filtered=all_leaves(paths.FILTERED),
-        code=code("mix"),
+        code=code("mix.py", "filters.py"),
     output:
         knowledge=paths.dataset("knowledge"),
         skills=paths.dataset("skills"),

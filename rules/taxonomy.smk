@@ -1,7 +1,7 @@
 rule seeds:
     input:
         leaf_files,
-        code=code("seeds", "taxonomy"),
+        code=code("seeds.py", "taxonomy*.py", "schema/skill_*.yaml", "schema/knowledge_*.yaml"),
     output:
         paths.SEEDS,
     params:

@@ -1,7 +1,7 @@
 rule base_model:
     # The student in Hugging Face form, converted once from its GGUF (cached by content hash).
     input:
-        code=code("student"),
+        code=code("student.py", "gguf_meta.py", "gguf_arch.py"),
     output:
         directory(paths.BASE_DIR),
     params:
@@ -24,7 +24,7 @@ rule train:
         parents=phase_parents,
         dataset=lambda w: paths.dataset(PHASE_DATASET[w.phase]),
         replay=phase_replay,
-        code=code("train", "student"),
+        code=code("train.py", "student.py"),
     output:
         directory(paths.CHECKPOINT_DIR),
     params:

@@ -1,4 +1,4 @@
-"""The ``labmake`` command: validate, build, chat, serve.
+"""The ``labmake`` command: validate, build, diff, plan, chat, serve.
 
 Heavy libraries (torch, transformers, llama_cpp, snakemake) are imported inside the command
 that needs them, so ``labmake validate`` starts in a fraction of a second.
@@ -98,6 +98,29 @@ def _serve(args: argparse.Namespace) -> int:
     return subprocess.run(command, check=False).returncode
 
 
+def _diff(args: argparse.Namespace) -> int:
+    from .diff import run_diff
+
+    return run_diff(
+        Path(args.params),
+        base=args.base,
+        taxonomy=Path(args.taxonomy) if args.taxonomy else None,
+        build_dir=Path(args.build_dir),
+        fmt=args.format,
+    )
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from .diff import run_plan
+
+    return run_plan(
+        Path(args.params),
+        taxonomy=Path(args.taxonomy) if args.taxonomy else None,
+        build_dir=Path(args.build_dir),
+        fmt=args.format,
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="labmake",
@@ -139,6 +162,30 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default="params.yaml")
     p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="passed to snakemake, e.g. -n")
     p.set_defaults(func=_build)
+
+    p = sub.add_parser(
+        "diff", help="leaves added, changed or removed against a git ref or the last build"
+    )
+    p.add_argument(
+        "--base",
+        default=None,
+        help="git ref to compare with (default: the merge base with the upstream branch; "
+        "the last build when there is none)",
+    )
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--taxonomy", default=None, help="taxonomy root (default: params.yaml's)")
+    p.add_argument("--build-dir", default=paths.BUILD, help="the last build's folder")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=_diff)
+
+    p = sub.add_parser(
+        "plan", help="what a build would redo per leaf, with teacher requests and tokens"
+    )
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--taxonomy", default=None, help="taxonomy root (default: params.yaml's)")
+    p.add_argument("--build-dir", default=paths.BUILD, help="the last build's folder")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=_plan)
 
     p = sub.add_parser("chat", help="talk to a GGUF model in the terminal")
     p.add_argument("model", help="a .gguf file, e.g. build/model/model.Q4_K_M.gguf")

@@ -42,6 +42,8 @@ def stage(log_file: str | Path | None, name: str, threads: int | None = None) ->
     setup(log_file)
     if threads:
         os.environ["OMP_NUM_THREADS"] = str(threads)
+        if "torch" in sys.modules:  # already imported by the stage's module: tell it directly
+            sys.modules["torch"].set_num_threads(threads)
     try:
         yield
     except EXPECTED_ERRORS as exc:
