@@ -22,21 +22,15 @@ rule evaluate:
 
 
 rule manifest:
-    # What went in (content hashes) and what came out (every artifact's sha256).
+    # What went in (the provenance written into the GGUFs) and what came out (every sha256).
     input:
+        f16=paths.gguf("F16"),
         ggufs=[paths.gguf(q) for q in QUANTS],
         report=paths.EVAL_REPORT,
-        base=paths.BASE_DIR,
-        seeds=all_leaves(paths.SEEDS),
-        generated=all_leaves(paths.GENERATED),
         data=[paths.dataset(d) for d in paths.DATASETS],
-        mix_stats=paths.MIX_STATS,
-        code=code("provenance.py"),
+        code=code("provenance.py", "export.py"),
     output:
         paths.MANIFEST,
-    params:
-        config={k: v for k, v in config.items() if k != "evaluate"},
-        taxonomy=str(TAXONOMY),
     log:
         paths.log("manifest"),
     benchmark:

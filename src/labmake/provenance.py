@@ -97,7 +97,15 @@ def file_entry(path: Path) -> dict[str, Any]:
     return {"path": str(path), "bytes": path.stat().st_size, "sha256": io.sha256_file(path)}
 
 
-def write_manifest(out: Path, provenance: dict[str, Any], outputs: Sequence[Path]) -> None:
+def write_manifest(out: Path, gguf_with_provenance: Path, outputs: Sequence[Path]) -> None:
+    """The build's inputs (read back from a GGUF it wrote, so both always agree) and outputs."""
+    from .export import read_metadata
+
+    provenance = {
+        key: value
+        for key, value in read_metadata(gguf_with_provenance).items()
+        if key.startswith(("labmake.", "general."))
+    }
     files = []
     for path in sorted(outputs):
         if path.is_dir():
