@@ -16,7 +16,7 @@ def test_version_and_help():
     helptext = subprocess.run(
         [LABMAKE, "--help"], capture_output=True, text=True, check=True
     ).stdout
-    for command in ("validate", "build", "chat", "serve"):
+    for command in ("validate", "diff", "plan", "build", "chat", "serve"):
         assert command in helptext
 
 
