@@ -53,7 +53,7 @@ TOP_FOLDERS = ("knowledge", "compositional_skills", "foundational_skills")
 YAMLLINT_CONFIG = "{extends: relaxed, rules: {line-length: disable}}"
 
 
-class TaxonomyError(Exception):
+class TaxonomyError(ValueError):
     """A taxonomy or leaf cannot be used; the message names the file and the fix."""
 
 
