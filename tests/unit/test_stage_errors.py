@@ -10,12 +10,18 @@ import pytest
 @pytest.mark.parametrize(
     "raise_it, expected",
     [
-        ("from labmake.taxonomy import TaxonomyError; raise TaxonomyError('x/qna.yaml: broken')",
-         "x/qna.yaml: broken"),
-        ("from labmake.filters import EmptyLeafError; raise EmptyLeafError('kept 0 of 9')",
-         "kept 0 of 9"),
-        ("from labmake.teacher import TeacherError; raise TeacherError('t.gguf: cannot load')",
-         "t.gguf: cannot load"),
+        (
+            "from labmake.taxonomy import TaxonomyError; raise TaxonomyError('x/qna.yaml: broken')",
+            "x/qna.yaml: broken",
+        ),
+        (
+            "from labmake.filters import EmptyLeafError; raise EmptyLeafError('kept 0 of 9')",
+            "kept 0 of 9",
+        ),
+        (
+            "from labmake.teacher import TeacherError; raise TeacherError('t.gguf: cannot load')",
+            "t.gguf: cannot load",
+        ),
     ],
 )
 def test_stage_turns_expected_errors_into_a_message(tmp_path, raise_it, expected):
