@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # OpenMP threads that spin-wait slow llama.cpp and torch 10-100x on a shared machine.
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: setup build repro test test-slow conformance lint format clean
+.PHONY: setup build repro test test-slow test-slurm conformance lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +28,15 @@ repro: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
 test: setup
-	$(BIN)/pytest -m "not slow" -q
+	$(BIN)/pytest -m "not slow and not slurm" -q
 
 test-slow: setup
 	$(BIN)/pytest -m slow -q
+
+# The tiny build on a single-node SLURM cluster that tests/slurm/up.sh brings up from Debian's
+# packages (as root; down.sh stops it afterwards). Skipped when not root.
+test-slurm: setup
+	$(BIN)/pytest -m slurm -q
 
 conformance: setup
 	$(BIN)/python ../shared/conformance/taxonomy/check_conformance.py \

@@ -22,4 +22,5 @@ rule all:
     input:
         ggufs=[paths.gguf(q) for q in QUANTS],
         report=paths.EVAL_REPORT,
+        html=paths.REPORT_HTML,
         manifest=paths.MANIFEST,

@@ -24,6 +24,7 @@ ORDER = [
     "gguf",
     "quantize",
     "evaluate",
+    "report",
     "manifest",
 ]
 

@@ -1,24 +1,79 @@
+# One job per model (base, each phase, tuned, every GGUF), then the report over all of them.
+from labmake import evaluate as _evaluate
+
+EVAL_MODELS = _evaluate.model_names(PHASES, QUANTS)
+# The report's own knobs (intervals, failing on a regression) re-run the report only.
+EVAL_PARAMS = {k: v for k, v in config.get("evaluate", {}).items() if k not in _evaluate.REPORT_KEYS}
+REPORT_PARAMS = {k: v for k, v in config.get("evaluate", {}).items() if k in _evaluate.REPORT_KEYS}
+
+
+wildcard_constraints:
+    model="|".join(re.escape(m) for m in EVAL_MODELS),
+
+
 rule evaluate:
+    # build/eval/{model}.json: one model's scores on the held-out items.
     input:
+        unpack(lambda w: _evaluate.model_inputs(w.model, PHASES, CONFIG.student.gguf)),
         eval=paths.dataset("eval"),
-        base=paths.BASE_DIR,
-        tuned=paths.MERGED_DIR,
-        ggufs=[paths.gguf(q) for q in QUANTS],
-        code=code("evaluate.py", "train.py", "filters.py"),
+        template=str(CODE / "prompts/judge_answer.j2"),
+        judge=[CONFIG.evaluate.judge.gguf] if CONFIG.evaluate.judge and CONFIG.evaluate.judge.gguf else [],
+        code=code(
+            "evaluate.py",
+            "train*.py",
+            "filters.py",
+            "teacher*.py",
+            "request_cache.py",
+            "student.py",
+            "testing/*.py",
+        ),
     output:
-        paths.EVAL_REPORT,
+        paths.EVAL_MODEL,
     params:
-        evaluate=config.get("evaluate", {}),
-        quants=QUANTS,
+        evaluate=EVAL_PARAMS,
+        seed=config["seed"],
+        phases=PHASES,
+        student=CONFIG.student.gguf,
     log:
-        paths.log("evaluate"),
+        paths.log("evaluate", "{model}"),
     benchmark:
-        paths.benchmark("evaluate"),
+        paths.benchmark("evaluate", "{model}"),
     threads: 2
     resources:
         mem_mb=6000,
     script:
         "../scripts/evaluate.py"
+
+
+rule report:
+    # build/eval/report.json (deterministic) and build/report.html (for a person). Fails the
+    # build on a regression when evaluate.fail_on_regression is true.
+    input:
+        eval=paths.dataset("eval"),
+        models=[paths.eval_model(m) for m in EVAL_MODELS],
+        f16=paths.gguf("F16"),
+        seeds=all_leaves(paths.SEEDS),
+        filter_stats=all_leaves(paths.FILTER_STATS),
+        checkpoints=[paths.CHECKPOINT_DIR.format(phase=p) for p in PHASES],
+        mix_stats=paths.MIX_STATS,
+        templates=sorted(str(p) for p in (CODE / "templates").glob("*.j2")),
+        code=code("evaluate.py", "report.py", "filters.py", "teacher*.py", "export.py", "gguf_meta.py"),
+    output:
+        json=paths.EVAL_REPORT,
+        html=paths.REPORT_HTML,
+    params:
+        # The page also shows the whole params.yaml (the script reads it from Snakemake's
+        # config): not a param here, since every other knob reaches this rule through its
+        # inputs, and a param of the whole config would re-run it for knobs it does not read.
+        evaluate=REPORT_PARAMS,
+        seed=config["seed"],
+    log:
+        paths.log("report"),
+    benchmark:
+        paths.benchmark("report"),
+    localrule: True
+    script:
+        "../scripts/report.py"
 
 
 rule manifest:

@@ -2,7 +2,7 @@ rule merge:
     input:
         base=paths.BASE_DIR,
         phases=[paths.CHECKPOINT_DIR.format(phase=p) for p in PHASES],
-        code=code("export.py", "train.py", "student.py"),
+        code=code("export.py", "train.py", "train_resume.py", "student.py"),
     output:
         directory(paths.MERGED_DIR),
     log:

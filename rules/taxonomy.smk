@@ -1,11 +1,23 @@
 rule seeds:
     input:
         leaf_files,
-        code=code("seeds.py", "taxonomy*.py", "schema/skill_*.yaml", "schema/knowledge_*.yaml"),
+        code=code(
+            "seeds.py",
+            "chunking.py",
+            "git_documents.py",
+            "taxonomy*.py",
+            "schema/skill_*.yaml",
+            "schema/knowledge_*.yaml",
+        ),
     output:
         paths.SEEDS,
     params:
         seeds=config.get("seeds", {}),
+        # Only what picks the tokenizer that measures chunks: sampling knobs must not rerun seeds.
+        tokenizer={
+            "teacher": {k: config["teacher"].get(k) for k in ("backend", "gguf")},
+            "student": {"gguf": config.get("student", {}).get("gguf")},
+        },
         root=str(TAXONOMY),
     log:
         paths.log("seeds", "{leaf}"),

@@ -24,12 +24,14 @@ rule train:
         parents=phase_parents,
         dataset=lambda w: paths.dataset(PHASE_DATASET[w.phase]),
         replay=phase_replay,
-        code=code("train.py", "student.py"),
+        code=code("train.py", "train_resume.py", "student.py"),
     output:
         directory(paths.CHECKPOINT_DIR),
     params:
         phase=phase_params,
         max_seq_len=config["train"].get("max_seq_len", 256),
+        packing=config["train"].get("packing", True),
+        over_length=config["train"].get("over_length", "drop"),
         seed=config["seed"],
     log:
         paths.log("train", "{phase}"),

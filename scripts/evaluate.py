@@ -3,12 +3,13 @@ from pathlib import Path
 from labmake import evaluate, logs
 from labmake.config import EvaluateConfig, section
 
-with logs.stage(snakemake.log[0], "evaluate", snakemake.threads):
-    evaluate.run(
+with logs.stage(snakemake.log[0], f"evaluate {snakemake.wildcards.model}", snakemake.threads):
+    evaluate.run_model(
+        snakemake.wildcards.model,
         Path(snakemake.input.eval),
-        Path(snakemake.input.base),
-        Path(snakemake.input.tuned),
-        dict(zip(snakemake.params.quants, map(Path, snakemake.input.ggufs), strict=True)),
         section(EvaluateConfig, snakemake.params.evaluate, "evaluate"),
+        snakemake.params.seed,
         Path(snakemake.output[0]),
+        phases=snakemake.params.phases,
+        student_gguf=snakemake.params.student,
     )

@@ -3,15 +3,19 @@ from pathlib import Path
 from labmake import export, logs, provenance
 
 with logs.stage(snakemake.log[0], "gguf"):
+    merged = Path(snakemake.input.merged)
     export.write_gguf(
-        Path(snakemake.input.merged),
+        merged,
         Path(snakemake.output[0]),
-        provenance=provenance.collect(
-            params=snakemake.params.config,
-            seeds_paths=[Path(p) for p in snakemake.input.seeds],
-            generated_paths=[Path(p) for p in snakemake.input.generated],
-            mix_stats=Path(snakemake.input.mix_stats),
-            base_dir=Path(snakemake.input.base),
-            taxonomy_root=snakemake.params.taxonomy,
-        ),
+        provenance={
+            **provenance.collect(
+                params=snakemake.params.config,
+                seeds_paths=[Path(p) for p in snakemake.input.seeds],
+                generated_paths=[Path(p) for p in snakemake.input.generated],
+                mix_stats=Path(snakemake.input.mix_stats),
+                base_dir=Path(snakemake.input.base),
+                taxonomy_root=snakemake.params.taxonomy,
+            ),
+            **export.training_provenance(merged),
+        },
     )

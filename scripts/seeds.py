@@ -1,12 +1,14 @@
 from pathlib import Path
 
 from labmake import logs, seeds
-from labmake.config import SeedsConfig, section
+from labmake.config import SeedsConfig, StudentConfig, TeacherConfig, section
 
 with logs.stage(snakemake.log[0], "seeds"):
     seeds.run(
         Path(snakemake.params.root),
         snakemake.wildcards.leaf,
         section(SeedsConfig, snakemake.params.seeds, "seeds"),
+        section(TeacherConfig, snakemake.params.tokenizer["teacher"], "teacher"),
+        section(StudentConfig, snakemake.params.tokenizer["student"], "student"),
         Path(snakemake.output[0]),
     )

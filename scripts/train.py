@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from labmake import logs, train
+from labmake import logs, paths, train
 from labmake.config import PhaseConfig, section
 
 with logs.stage(snakemake.log[0], "train", snakemake.threads):
@@ -13,4 +13,7 @@ with logs.stage(snakemake.log[0], "train", snakemake.threads):
         dataset=Path(snakemake.input.dataset),
         replay=[Path(p) for p in snakemake.input.replay],
         out_dir=Path(snakemake.output[0]),
+        packing=snakemake.params.packing,
+        over_length=snakemake.params.over_length,
+        resume_dir=Path(paths.RESUME_DIR.format(phase=snakemake.wildcards.phase)),
     )

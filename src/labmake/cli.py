@@ -61,6 +61,7 @@ def _build(args: argparse.Namespace) -> int:
         model = paths.gguf(cfg.export.quantizations[0])
         print(
             f"\nlabmake: built {model}\n  evaluation: {paths.EVAL_REPORT}\n"
+            f"  build report: {paths.REPORT_HTML}\n"
             f"  chat with it: labmake chat {model}"
         )
     return result.returncode
@@ -119,6 +120,18 @@ def _plan(args: argparse.Namespace) -> int:
         build_dir=Path(args.build_dir),
         fmt=args.format,
     )
+
+
+def _release(args: argparse.Namespace) -> int:
+    from .release import run_release
+
+    return run_release(args.tag)
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from .release import run_reproduce
+
+    return run_reproduce(args.tag, profile=args.profile)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -186,6 +199,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--build-dir", default=paths.BUILD, help="the last build's folder")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=_plan)
+
+    p = sub.add_parser(
+        "release",
+        help="build with dvc repro, commit dvc.lock, push the artifacts to the DVC remote, tag",
+    )
+    p.add_argument("tag", help="the git tag to create, e.g. v1")
+    p.set_defaults(func=_release)
+
+    p = sub.add_parser(
+        "reproduce",
+        help="check out a released tag, pull and verify its artifacts, mark them built",
+    )
+    p.add_argument("tag", help="a tag made by labmake release")
+    p.add_argument("--profile", default="profiles/local", help="snakemake profile to mark with")
+    p.set_defaults(func=_reproduce)
 
     p = sub.add_parser("chat", help="talk to a GGUF model in the terminal")
     p.add_argument("model", help="a .gguf file, e.g. build/model/model.Q4_K_M.gguf")

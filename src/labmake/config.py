@@ -45,18 +45,55 @@ class TeacherConfig:
     top_p: float = 0.95
     repeat_penalty: float = 1.1
     max_tokens: int = 160
+    # backend openai: any OpenAI-compatible server (vLLM, llama.cpp server, a hosted API).
+    base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1
+    model: str | None = None  # the server's model name
+    api_key_env: str | None = (
+        None  # NAME of the environment variable holding the key (never the key)
+    )
+    chat: bool = False  # True: /chat/completions with the prompt as one user turn
+    timeout_s: float = 120.0  # per HTTP request
+    max_retries: int = 5  # on 429/5xx/timeouts/dropped connections/malformed bodies
+    concurrency: int = 4  # requests in flight at once
 
 
 @dataclass(frozen=True)
 class SeedsConfig:
-    chunk_words: int = 180
-    chunk_overlap_words: int = 30
+    chunk_tokens: int = 200
+    chunk_overlap_tokens: int = 32
+
+
+@dataclass(frozen=True)
+class KnowledgeCounts:
+    samples_per_chunk: int = 4  # generation requests per document chunk (one Q/A each)
+
+
+@dataclass(frozen=True)
+class FreeformCounts:
+    questions: int = 32  # question-generation requests per leaf (one question each)
+
+
+@dataclass(frozen=True)
+class GroundedCounts:
+    contexts: int = 10  # context-generation requests per leaf
+    questions_per_context: int = 2  # question requests per kept context
 
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    requests_per_leaf: int = 16
+    pipeline: str = "auto"  # auto: by leaf kind (knowledge | freeform | grounded); or a name
+    pipelines_dir: str | None = None  # a folder whose <name>.yaml / prompts/*.j2 shadow the shipped
+    requests_per_leaf: int = 16  # the `simple` pipeline's requests per leaf
     examples_per_prompt: int = 3
+    knowledge: KnowledgeCounts = field(default_factory=KnowledgeCounts)
+    freeform: FreeformCounts = field(default_factory=FreeformCounts)
+    grounded: GroundedCounts = field(default_factory=GroundedCounts)
+
+
+@dataclass(frozen=True)
+class NearDuplicateConfig:
+    method: str = "rouge_l"  # rouge_l | minhash
+    threshold: float = 0.8  # ROUGE-L F1, or estimated Jaccard of word 3-grams for minhash
 
 
 @dataclass(frozen=True)
@@ -65,14 +102,34 @@ class FilterConfig:
     max_question_words: int = 60
     min_answer_words: int = 2
     max_answer_words: int = 120
-    near_duplicate_rouge_l: float = 0.8
+    near_duplicate: NearDuplicateConfig = field(default_factory=NearDuplicateConfig)
     min_chunk_overlap: float = 0.5
     max_samples_per_leaf: int = 40
+    blocklist: tuple[str, ...] = (
+        r"(?i)\bas an ai\b",
+        r"(?i)\b(large )?language model\b",
+        r"(?i)\bI (cannot|can't) (help|assist)\b",
+        r"(?i)\bI'm sorry, but\b",
+        r"(?i)https?://",
+    )
+
+
+@dataclass(frozen=True)
+class MixRecipe:
+    leaves: str  # a glob over leaf names, e.g. "knowledge/**" or one leaf
+    size: int | None = None  # generated samples drawn per matching leaf; None: all
+    upsample: bool = False  # draw with replacement up to `size` when a leaf has fewer
 
 
 @dataclass(frozen=True)
 class MixConfig:
     eval_seeds_per_leaf: int = 2
+    # Knowledge samples appear in knowledge.jsonl in each listed form: closed_book (question
+    # only), document (phase-1: its chunk + question), distractors (phase-2: the right chunk
+    # among other chunks of the leaf).
+    knowledge_forms: tuple[str, ...] = ("closed_book", "document")
+    distractors: int = 3
+    recipes: tuple[MixRecipe, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,24 +151,35 @@ class PhaseConfig:
     batch_size: int = 4
     grad_accum: int = 1
     replay_ratio: float = 0.0
+    method: str = "lora"  # lora: train an adapter; full: train every weight
+    loss_on: str = "assistant"  # assistant: the answers only; all: every token of the sample
+    checkpoint_every: int | None = None  # steps between resumable checkpoints (+ held-out loss)
+    heldout_fraction: float = 0.0  # share of the phase's records held out to pick the best step
     lora: LoraConfig = field(default_factory=LoraConfig)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     max_seq_len: int = 256
+    packing: bool = True  # each micro-batch as one row, no padding, attention kept per sample
+    over_length: str = "drop"  # samples longer than max_seq_len: drop or truncate (both counted)
     phases: tuple[PhaseConfig, ...] = ()
 
 
 @dataclass(frozen=True)
 class ExportConfig:
-    quantizations: tuple[str, ...] = ("Q4_K_M", "Q8_0")
+    quantizations: tuple[str, ...] = ("Q4_K_M", "Q5_K_M", "Q8_0")
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
     max_new_tokens: int = 64
     n_threads: int = 2
+    bootstrap_resamples: int = 1000  # paired bootstrap over held-out items, seeded from `seed`
+    confidence: float = 0.95  # of the bootstrap intervals
+    fail_on_regression: bool = False  # tuned worse than base beyond the interval fails the build
+    multiple_choice_options: int = 4  # the right answer + distractors (other items' answers)
+    judge: TeacherConfig | None = None  # a teacher that grades answers 1-10; None: no judge
 
 
 @dataclass(frozen=True)

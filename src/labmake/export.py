@@ -77,7 +77,7 @@ def merge(
     """
     import torch
 
-    from .train import load_tuned
+    from .train import load_tuned, phase_weights
 
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     t0 = time.monotonic()
@@ -88,11 +88,61 @@ def merge(
         tokenizer.save_pretrained(tmp)
         for name in (TOKENIZER_GGUF, BASE_MARKER):
             shutil.copyfile(base_dir / name, tmp / name)
-        phases = {
-            p.name: io.sha256_file(p / "adapter_model.safetensors") for p in map(Path, phase_dirs)
-        }
-        io.write_json(tmp / MODEL_MARKER, {"phase_adapters_sha256": phases, **provenance})
+        # A LoRA phase's adapter or a full-tune phase's whole model.
+        phases = {p.name: io.sha256_file(phase_weights(p)) for p in map(Path, phase_dirs)}
+        io.write_json(
+            tmp / MODEL_MARKER,
+            {
+                "phase_adapters_sha256": phases,
+                "phases": [phase_summary(Path(p)) for p in phase_dirs],
+                **provenance,
+            },
+        )
     log.info("merged model saved in %.0f s", time.monotonic() - t0)
+
+
+def phase_summary(phase_dir: Path) -> dict[str, Any]:
+    """What a trained phase was: method, steps, the kept step, data sizes and hashes.
+
+    Read from the phase's ``labmake_phase.json`` and ``metrics.json``; a folder without them
+    (an adapter trained outside labmake) gives its name only.
+    """
+    summary: dict[str, Any] = {"name": phase_dir.name}
+    done, metrics_path = phase_dir / "labmake_phase.json", phase_dir / "metrics.json"
+    if not (done.is_file() and metrics_path.is_file()):
+        return summary
+    info, metrics = io.read_json(done), io.read_json(metrics_path)
+    selected = info.get("selected_checkpoint") or {}
+    samples = metrics.get("samples") or {}
+    summary.update(
+        name=info["phase"]["name"],
+        method=info["phase"].get("method", "lora"),
+        steps=metrics["steps"],
+        chosen_step=selected.get("step", metrics["steps"]),
+        heldout_loss=selected.get("heldout_loss"),
+        train_samples=samples.get("used"),
+        heldout_samples=samples.get("heldout", 0),
+        replayed_samples=samples.get("replayed", 0),
+        dataset_sha256=info["dataset"]["sha256"],
+    )
+    return summary
+
+
+def training_provenance(merged_dir: Path) -> dict[str, str | int | float]:
+    """``labmake.train.*`` GGUF keys from a merged folder: the phases, in order, and per phase
+    its method, steps, kept step, held-out loss and sample counts."""
+    marker = Path(merged_dir) / MODEL_MARKER
+    if not marker.is_file():
+        raise ExportError(f"{merged_dir}: no {MODEL_MARKER}; run the merge stage first")
+    phases = io.read_json(marker).get("phases") or []
+    out: dict[str, str | int | float] = {
+        "labmake.train.phases": ",".join(p["name"] for p in phases)
+    }
+    for p in phases:
+        for key, value in sorted(p.items()):
+            if key != "name" and value is not None:
+                out[f"labmake.train.{p['name']}.{key}"] = value
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

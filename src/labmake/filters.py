@@ -1,37 +1,25 @@
-"""Stage 3 (per leaf): raw teacher outputs -> accepted samples as chat ``messages``.
+"""Stage 3 (per leaf): the pipeline's kept samples -> accepted samples as chat ``messages``.
 
-The teacher's completions are parsed strictly in the format the prompt showed it (items of
-``Context:``/``Q:``/``A:`` separated by ``---``); then rule-based checks do what a weak judge
-cannot be trusted to: reject malformed, cut-off, empty, over/under-long, copied and duplicate
-items, and (knowledge) answers whose content is not found in their source chunk. Every
-rejection is counted by reason in ``{leaf}.stats.json``.
+The generate stage's pipeline already parsed, judged and exact-deduplicated; rule-based checks
+here do what a weak judge cannot be trusted to, and are cheap to change (a filter edit never
+re-asks the teacher): empty, over/under-long, an answer that repeats its question, blocklisted
+patterns (boilerplate, refusals, links), knowledge answers whose content is not in their chunk,
+exact duplicates, near-duplicates of a seed or of a kept sample (ROUGE-L or MinHash), and the
+per-leaf cap. ``{leaf}.stats.json`` counts what each pipeline block and each filter removed.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from . import io
-from .config import FilterConfig
+from .config import FilterConfig, NearDuplicateConfig
+from .sdg.parse import parse_items as parse_items
 
-
-class EmptyLeafError(RuntimeError):
-    """The filters kept nothing for a leaf: training on nothing would be silent failure."""
-
-
-@dataclass(frozen=True)
-class Candidate:
-    question: str
-    answer: str
-    context: str | None
-    source_index: int  # the request it came from
-
-
-_MARKER = re.compile(r"^(Context|Q|A):\s?(.*)$")
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 # Function words carry no facts: leaving them out makes "is the answer in the chunk?" meaningful.
 _STOPWORDS = frozenset(
@@ -39,6 +27,13 @@ _STOPWORDS = frozenset(
     "this that these those which who whom what when where why how do does did has have had not no "
     "than then so such can could will would should may might into over under about after before".split()
 )
+MINHASH_PERMUTATIONS = 128
+MINHASH_SHINGLE = 3  # words per shingle: short samples still get several
+MINHASH_SEED = 1  # fixed: the same texts always give the same signatures
+
+
+class EmptyLeafError(RuntimeError):
+    """The filters kept nothing for a leaf: training on nothing would be silent failure."""
 
 
 def tokens(text: str) -> list[str]:
@@ -62,74 +57,34 @@ def rouge_l(a: list[str], b: list[str]) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def parse_items(text: str) -> tuple[list[dict[str, str]], int]:
-    """Split a completion into items; returns (well-formed items, malformed count).
-
-    An item is ``[Context: ...] Q: ... A: ...``; a marker's value runs until the next marker, so
-    answers may span lines. Items are separated by ``---`` lines or by a new ``Q:``/``Context:``.
-    """
-    items: list[dict[str, str]] = []
-    malformed = 0
-    current: dict[str, list[str]] = {}
-    field: str | None = None
-
-    def close() -> None:
-        nonlocal current, field, malformed
-        if current:
-            item = {k: "\n".join(v).strip() for k, v in current.items()}
-            if "Q" in item and "A" in item:
-                items.append(item)
-            else:
-                malformed += 1
-        current, field = {}, None
-
-    for line in text.splitlines():
-        if line.strip() == "---":
-            close()
-            continue
-        match = _MARKER.match(line.strip())
-        if match:
-            name, value = match.groups()
-            # A new question or context after an answer starts the next item.
-            if name in current or (name != "A" and "A" in current):
-                close()
-            if name == "A" and "Q" not in current:
-                malformed += 1
-                current, field = {}, None
-                continue
-            current[name] = [value]
-            field = name
-        elif field is not None:
-            current[field].append(line)
-        elif line.strip():
-            malformed += 1
-    close()
-    return items, malformed
-
-
-def candidates(record: dict[str, Any]) -> tuple[list[Candidate], Counter[str]]:
-    rejected: Counter[str] = Counter()
-    items, malformed = parse_items(record["marker"] + record["completion"])
-    rejected["malformed"] += malformed
-    if not record["finished"] and items:
-        # The teacher hit max_tokens: the last answer may be cut mid-sentence.
-        items.pop()
-        rejected["cut_off"] += 1
-    grounded = record["template"] == "skill_grounded"
-    out = []
-    for item in items:
-        if grounded and not item.get("Context"):
-            rejected["malformed"] += 1
-            continue
-        out.append(Candidate(item["Q"], item["A"], item.get("Context"), record["index"]))
-    return out, rejected
-
-
 def sample_tokens(question: str, answer: str, context: str | None) -> list[str]:
     """What near-duplicate checks compare: the whole sample. Questions of a skill are often one
     template with a new subject ("Write a haiku about the moon/ocean"): alone they look alike
     (ROUGE-L 0.83) though the samples are not."""
     return tokens(" ".join(part for part in (context, question, answer) if part))
+
+
+def minhash(words: list[str]) -> Any:
+    """A MinHash signature of the sample's word 3-grams (``datasketch``)."""
+    from datasketch import MinHash
+
+    signature = MinHash(num_perm=MINHASH_PERMUTATIONS, seed=MINHASH_SEED)
+    n = MINHASH_SHINGLE
+    shingles = {" ".join(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
+    for shingle in sorted(shingles):
+        signature.update(shingle.encode("utf-8"))
+    return signature
+
+
+def similarity(cfg: NearDuplicateConfig) -> tuple[Callable[[list[str]], Any], Callable[..., float]]:
+    """(make a comparable form of a sample's tokens, similarity of two forms) for the method."""
+    if cfg.method == "minhash":
+        return minhash, lambda a, b: float(a.jaccard(b))
+    if cfg.method == "rouge_l":
+        return (lambda words: words), rouge_l
+    raise ValueError(
+        f"params.yaml: filter.near_duplicate.method {cfg.method!r}; use rouge_l or minhash"
+    )
 
 
 def content_overlap(answer: str, chunk: str) -> float:
@@ -141,17 +96,40 @@ def content_overlap(answer: str, chunk: str) -> float:
     return sum(w in chunk_words for w in words) / len(words)
 
 
-def _reason(c: Candidate, cfg: FilterConfig, chunk: str | None) -> str | None:
-    q_words, a_words = len(c.question.split()), len(c.answer.split())
-    if not c.question.strip() or not c.answer.strip():
+def compile_blocklist(patterns: tuple[str, ...]) -> list[re.Pattern[str]]:
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as exc:
+            raise ValueError(
+                f"params.yaml: filter.blocklist entry {pattern!r} is not a valid regular "
+                f"expression ({exc}); escape special characters or remove it"
+            ) from None
+    return compiled
+
+
+def rule_reason(
+    question: str,
+    answer: str,
+    context: str | None,
+    chunk: str | None,
+    cfg: FilterConfig,
+    blocklist: list[re.Pattern[str]],
+) -> str | None:
+    """The first rule a sample breaks, or None."""
+    if not question.strip() or not answer.strip():
         return "empty"
-    if not (cfg.min_question_words <= q_words <= cfg.max_question_words):
+    if not (cfg.min_question_words <= len(question.split()) <= cfg.max_question_words):
         return "question_length"
-    if not (cfg.min_answer_words <= a_words <= cfg.max_answer_words):
+    if not (cfg.min_answer_words <= len(answer.split()) <= cfg.max_answer_words):
         return "answer_length"
-    if tokens(c.answer) == tokens(c.question):
+    if tokens(answer) == tokens(question):
         return "answer_repeats_question"
-    if chunk is not None and content_overlap(c.answer, chunk) < cfg.min_chunk_overlap:
+    text = "\n".join(part for part in (context, question, answer) if part)
+    if any(p.search(text) for p in blocklist):
+        return "blocklist"
+    if chunk is not None and content_overlap(answer, chunk) < cfg.min_chunk_overlap:
         return "not_grounded_in_chunk"
     return None
 
@@ -161,65 +139,61 @@ def to_messages(question: str, answer: str, context: str | None) -> list[dict[st
     return [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
 
 
+_PROVENANCE = ("id", "pipeline", "pipeline_version", "teacher", "seeds", "templates", "scores")
+
+
 def filter_leaf(
     seeds: dict[str, Any], generated: list[dict[str, Any]], cfg: FilterConfig
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    rejected: Counter[str] = Counter()
-    seed_samples = [
-        sample_tokens(
-            s["question"], s["answer"], s["context"] if seeds["kind"] == "skill" else None
-        )
-        for s in seeds["seed_examples"]
+    knowledge = seeds["kind"] == "knowledge"
+    prepare, similar = similarity(cfg.near_duplicate)
+    blocklist = compile_blocklist(cfg.blocklist)
+    # Near-duplicates compare question + answer: grounded samples drawn from one context share
+    # that long context, which alone would make them look alike (measured: 3 of 7 dropped).
+    seed_forms = [
+        prepare(sample_tokens(s["question"], s["answer"], None)) for s in seeds["seed_examples"]
     ]
+    by_block: Counter[str] = Counter(r["rejected_by"] for r in generated if r["status"] != "kept")
+    rejected: Counter[str] = Counter()
     kept: list[dict[str, Any]] = []
-    kept_samples: list[list[str]] = []
-    seen_exact: set[tuple[str, str]] = set()
-    total = 0
-    for record in sorted(generated, key=lambda r: r["index"]):
-        found, bad = candidates(record)
-        rejected.update(bad)
-        for c in found:
-            total += 1
-            reason = _reason(c, cfg, record["chunk"])
-            key = (" ".join(tokens(c.question)), " ".join(tokens(c.answer)))
-            sample = sample_tokens(c.question, c.answer, c.context)
-            if reason is None and key in seen_exact:
-                reason = "exact_duplicate"
-            if reason is None and any(
-                rouge_l(sample, s) >= cfg.near_duplicate_rouge_l for s in seed_samples
-            ):
-                reason = "copies_a_seed"
-            if reason is None and any(
-                rouge_l(sample, k) >= cfg.near_duplicate_rouge_l for k in kept_samples
-            ):
-                reason = "near_duplicate"
-            if reason is None and len(kept) >= cfg.max_samples_per_leaf:
-                reason = "over_max_samples_per_leaf"
-            if reason:
-                rejected[reason] += 1
-                continue
-            seen_exact.add(key)
-            kept_samples.append(sample)
-            kept.append(
-                {
-                    "leaf": seeds["leaf"],
-                    "kind": seeds["kind"],
-                    "source": "generated",
-                    "request_index": record["index"],
-                    "seed": record["seed"],
-                    "teacher": record["teacher"],
-                    "template": record["template"],
-                    "template_sha256": record["template_sha256"],
-                    "question": c.question,
-                    "answer": c.answer,
-                    "context": c.context,
-                    "messages": to_messages(c.question, c.answer, c.context),
-                }
-            )
+    kept_forms: list[Any] = []
+    seen_exact: set[tuple[str, ...]] = set()
+    candidates = [r for r in generated if r["status"] == "kept"]
+    for record in candidates:
+        question, answer = record.get("question") or "", record.get("answer") or ""
+        context = None if knowledge else record.get("context")
+        chunk = record.get("chunk") if knowledge else None
+        reason = rule_reason(question, answer, context, chunk, cfg, blocklist)
+        key = tuple(" ".join(tokens(p or "")) for p in (context, question, answer))
+        form = prepare(sample_tokens(question, answer, None))
+        threshold = cfg.near_duplicate.threshold
+        if reason is None and key in seen_exact:
+            reason = "exact_duplicate"
+        if reason is None and any(similar(form, s) >= threshold for s in seed_forms):
+            reason = "copies_a_seed"
+        if reason is None and any(similar(form, k) >= threshold for k in kept_forms):
+            reason = "near_duplicate"
+        if reason is None and len(kept) >= cfg.max_samples_per_leaf:
+            reason = "over_max_samples_per_leaf"
+        if reason:
+            rejected[reason] += 1
+            continue
+        seen_exact.add(key)
+        kept_forms.append(form)
+        sample = {"leaf": seeds["leaf"], "kind": seeds["kind"], "source": "generated"}
+        sample.update({k: record.get(k) for k in _PROVENANCE})
+        sample.update(question=question, answer=answer, context=context)
+        if knowledge:
+            sample.update(chunk=record.get("chunk"), chunk_index=record.get("chunk_index"))
+        sample["messages"] = to_messages(question, answer, context)
+        kept.append(sample)
+    pipelines = sorted({(r["pipeline"], r["pipeline_version"]) for r in generated})
     stats = {
         "leaf": seeds["leaf"],
-        "requests": len(generated),
-        "candidates": total,
+        "pipeline": [f"{name} v{version}" for name, version in pipelines],
+        "generated": len(generated),
+        "removed_by_pipeline": {block: n for block, n in sorted(by_block.items())},
+        "candidates": len(candidates),
         "kept": len(kept),
         "removed": {reason: n for reason, n in sorted(rejected.items()) if n},
     }
@@ -234,9 +208,11 @@ def run(
     io.write_json(stats_out, stats)
     if not kept:
         raise EmptyLeafError(
-            f"{seeds['leaf']}: the filters kept 0 of {stats['candidates']} generated samples "
-            f"(removed: {stats['removed']}); see {stats_out}. Hints: the teacher may be too weak "
-            "for this leaf (set teacher.gguf to a stronger model), raise generate.requests_per_leaf, "
-            "or relax the thresholds in params.yaml's filter section."
+            f"{seeds['leaf']}: the filters kept 0 of {stats['candidates']} samples the pipeline "
+            f"kept ({stats['generated']} generated; removed by the pipeline's judges: "
+            f"{stats['removed_by_pipeline']}; by the filters: {stats['removed']}); see "
+            f"{stats_out}. Hints: the teacher may be too weak for this leaf (set teacher.gguf to "
+            "a stronger model), raise the sample counts in params.yaml's generate section, try "
+            "generate.pipeline: simple, or relax the thresholds in the filter section."
         )
     io.write_jsonl(out, kept)

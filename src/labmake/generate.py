@@ -1,179 +1,146 @@
-"""Stage 2 (per leaf): seeds -> build/generated/{leaf}.jsonl, the teacher's raw outputs.
+"""Stage 2 (per leaf): seeds -> build/generated/{leaf}.jsonl, the output of the leaf's pipeline.
 
-Each request is a few-shot, completion-style prompt rendered from a template file, drawing its
-examples from this leaf only. A request's seed is derived from (global seed, leaf, index), so a
-leaf's output depends on nothing outside the leaf. One record per request, with provenance;
-parsing and judging happen in the filter stage, so a change of filter never re-asks the teacher.
+The pipeline (``labmake.sdg``: YAML blocks, by leaf kind unless ``generate.pipeline`` names
+one) is checked before the teacher starts. Every request's seed is derived from (global seed,
+leaf, block, row id), so a leaf's output depends on nothing outside the leaf and the same
+inputs give the same bytes. Each block sends its whole list of requests at once, so a batching
+teacher can decode them together.
+
+One record per sample, kept or rejected (``status``, ``rejected_by``: the block that dropped
+it), with provenance: pipeline name and version, teacher, each block's seed and template
+sha256, judge scores. The filter stage applies the rule-based checks and counts everything.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import random
-from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from . import io
+from . import io, paths
 from .config import GenerateConfig, TeacherConfig
-from .teacher import Request, Teacher, complete_all, derive_seed, open_teacher
+from .request_cache import RequestCache
+from .sdg import Context, Pipeline, check, load, pipeline_for
+from .sdg import run as run_pipeline
+from .sdg.blocks import Row
+from .teacher import Completion, Request, Teacher, complete_all, open_teacher
 
 log = logging.getLogger(__name__)
 
-# Where each template leaves the teacher: the completion continues after this marker.
-MARKERS = {"knowledge": "Q:", "skill_freeform": "Q:", "skill_grounded": "Context:"}
-# Stop at the end of the first item: a small base teacher rambles on past the format, and an
-# early stop is both faster and keeps the item whole (measured on Gemma 3 270M: without it every
-# request ran to max_tokens and the last item was cut off).
-STOPS = {
-    "knowledge": ("\n---", "\nQ:", "\nDocument:"),
-    "skill_freeform": ("\n---", "\nQ:"),
-    "skill_grounded": ("\n---", "\nContext:"),
-}
+
+def pipeline_of(seeds: dict[str, Any], gen: GenerateConfig) -> Pipeline:
+    """The leaf's pipeline, loaded and checked (PipelineError names the file and the fix)."""
+    pipeline = load(pipeline_for(seeds, gen), gen.pipelines_dir)
+    check(pipeline, gen)
+    return pipeline
 
 
-@dataclass(frozen=True)
-class PlannedRequest:
-    index: int
-    template: str
-    request: Request
-    chunk: str | None
-
-
-@cache
-def _environment():  # type: ignore[no-untyped-def]
-    from jinja2 import Environment, PackageLoader, StrictUndefined
-
-    return Environment(
-        loader=PackageLoader("labmake", "prompts"),
-        undefined=StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-
-
-@cache
-def template_sha256(name: str) -> str:
-    source, _, _ = _environment().loader.get_source(_environment(), f"{name}.j2")
-    return hashlib.sha256(source.encode("utf-8")).hexdigest()
-
-
-def render(name: str, **values: Any) -> str:
-    return _environment().get_template(f"{name}.j2").render(**values).rstrip()
-
-
-def template_for(seeds: dict[str, Any]) -> str:
-    if seeds["kind"] == "knowledge":
-        return "knowledge"
-    return "skill_grounded" if seeds["grounded"] else "skill_freeform"
-
-
-def _context_groups(seeds: dict[str, Any]) -> list[dict[str, Any]]:
-    """Knowledge seeds come flattened; regroup the Q&A pairs under their shared context."""
-    groups: dict[str, list[dict[str, str]]] = {}
-    for example in seeds["seed_examples"]:
-        groups.setdefault(example["context"], []).append(example)
-    return [{"context": ctx, "pairs": pairs} for ctx, pairs in groups.items()]
-
-
-def _examples(seeds: dict[str, Any], template: str, count: int, rng: random.Random) -> list[Any]:
-    if template == "knowledge":
-        groups = _context_groups(seeds)
-        rng.shuffle(groups)
-        # examples_per_prompt counts Q&A pairs; knowledge shows whole contexts with their pairs.
-        chosen, pairs = [], 0
-        for group in groups:
-            if pairs >= count:
-                break
-            chosen.append(group)
-            pairs += len(group["pairs"])
-        return chosen
-    examples = list(seeds["seed_examples"])
-    rng.shuffle(examples)
-    return examples[:count]
-
-
-def plan_requests(
-    seeds: dict[str, Any], gen: GenerateConfig, teacher: TeacherConfig, seed: int, fits: Any
-) -> tuple[list[PlannedRequest], int]:
-    """The leaf's requests, and how many had to be skipped because no prompt fit the context.
-
-    ``fits(prompt) -> bool`` tells whether a prompt leaves room for ``max_tokens`` of answer;
-    examples are dropped one at a time until it does.
-    """
-    template = template_for(seeds)
-    chunks = seeds["chunks"]
-    if template == "knowledge" and not chunks:
-        raise ValueError(f"{seeds['leaf']}: knowledge leaf has no document text to ground on")
-    planned, skipped = [], 0
-    for index in range(gen.requests_per_leaf):
-        request_seed = derive_seed(seed, seeds["leaf"], index)
-        rng = random.Random(request_seed)
-        examples = _examples(seeds, template, gen.examples_per_prompt, rng)
-        chunk = chunks[index % len(chunks)] if template == "knowledge" else None
-        values = {"task_description": seeds["task_description"], "chunk": chunk}
-        while True:
-            prompt = render(template, examples=examples, **values)
-            if fits(prompt) or len(examples) <= 1:
-                break
-            examples = examples[:-1]
-        if not fits(prompt):
-            log.warning(
-                "%s: request %d skipped: its prompt does not fit the teacher's context",
-                seeds["leaf"],
-                index,
-            )
-            skipped += 1
-            continue
-        request = Request(prompt, request_seed, teacher.max_tokens, STOPS[template])
-        planned.append(PlannedRequest(index, template, request, chunk))
-    return planned, skipped
-
-
-def records(
-    seeds: dict[str, Any], planned: list[PlannedRequest], teacher: Teacher
-) -> list[dict[str, Any]]:
-    completions = complete_all(teacher, [p.request for p in planned], f"generate {seeds['leaf']}")
-    out = []
-    for item, completion in zip(planned, completions, strict=True):
-        out.append(
-            {
-                "leaf": seeds["leaf"],
-                "kind": seeds["kind"],
-                "index": item.index,
-                "seed": item.request.seed,
-                "teacher": teacher.identity,
-                "template": item.template,
-                "template_sha256": template_sha256(item.template),
-                "prompt_sha256": hashlib.sha256(item.request.prompt.encode("utf-8")).hexdigest(),
-                "marker": MARKERS[item.template],
-                "chunk": item.chunk,
-                "completion": completion.text,
-                "finished": completion.finished,
-            }
-        )
+def record(
+    seeds: dict[str, Any], pipeline: Pipeline, row: Row, teacher: str, kept: bool
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "leaf": seeds["leaf"],
+        "kind": seeds["kind"],
+        "id": row["_id"],
+        "status": "kept" if kept else "rejected",
+        "rejected_by": None if kept else row["_rejected_by"],
+        "reason": None if kept else row["_reason"],
+        "pipeline": pipeline.name,
+        "pipeline_version": pipeline.version,
+        "teacher": teacher,
+        "seeds": row["_seeds"],
+        "templates": row["_templates"],
+        "scores": row["_scores"],
+        "verdicts": row.get("_verdicts", {}),
+    }
+    for column in pipeline.outputs:
+        out[column] = row.get(column)
     return out
+
+
+def _completer(teacher: Teacher, cache: RequestCache | None) -> Any:
+    def complete(requests: list[Request], label: str) -> list[Completion]:
+        return complete_all(teacher, requests, label, cache=cache)
+
+    return complete
+
+
+def generate_leaf(
+    seeds: dict[str, Any],
+    gen: GenerateConfig,
+    teacher_cfg: TeacherConfig,
+    seed: int,
+    teacher: Teacher,
+    cache: RequestCache | None = None,
+) -> list[dict[str, Any]]:
+    """Run the leaf's pipeline with ``teacher``: one record per sample, kept ones first."""
+    pipeline = pipeline_of(seeds, gen)
+
+    def fits(prompt: str, max_tokens: int) -> bool:
+        return teacher.count_tokens(prompt) + max_tokens <= teacher.n_ctx
+
+    ctx = Context(
+        seeds=seeds,
+        gen=gen,
+        seed=seed,
+        max_tokens=teacher_cfg.max_tokens,
+        complete=_completer(teacher, cache),
+        fits=fits,
+        override_dir=gen.pipelines_dir,
+    )
+    result = run_pipeline(pipeline, ctx)
+    for step in result.flow:
+        log.info(
+            "%s: %s: %d in, %d kept, %d rejected",
+            seeds["leaf"],
+            step["block"],
+            step["in"],
+            step["kept"],
+            step["rejected"],
+        )
+    identity = teacher.identity
+    return [record(seeds, pipeline, r, identity, True) for r in result.kept] + [
+        record(seeds, pipeline, r, identity, False) for r in result.rejected
+    ]
+
+
+def estimate(
+    seeds: dict[str, Any], gen: GenerateConfig, teacher_cfg: TeacherConfig, seed: int
+) -> list[Request]:
+    """The requests the leaf's pipeline sends at most (every row passing every judge).
+
+    A dry run of the real pipeline: the first teacher blocks' prompts are the real ones; later
+    prompts carry a seed example's text where the teacher's would be.
+    """
+    pipeline = pipeline_of(seeds, gen)
+    ctx = Context(
+        seeds=seeds,
+        gen=gen,
+        seed=seed,
+        max_tokens=teacher_cfg.max_tokens,
+        complete=lambda requests, label: [],
+        fits=lambda prompt, max_tokens: True,
+        override_dir=gen.pipelines_dir,
+        dry=True,
+    )
+    run_pipeline(pipeline, ctx)
+    return ctx.log
 
 
 def run(
     seeds_path: Path, out: Path, teacher_cfg: TeacherConfig, gen: GenerateConfig, seed: int
 ) -> None:
     seeds = io.read_json(seeds_path)
+    pipeline_of(seeds, gen)  # a broken pipeline fails before the teacher loads
     teacher = open_teacher(teacher_cfg)
     try:
-
-        def fits(prompt: str) -> bool:
-            return teacher.count_tokens(prompt) + teacher_cfg.max_tokens <= teacher.n_ctx
-
-        planned, skipped = plan_requests(seeds, gen, teacher_cfg, seed, fits)
-        log.info(
-            "%s: %d teacher requests (%d skipped: prompt too long)",
-            seeds["leaf"],
-            len(planned),
-            skipped,
-        )
-        io.write_jsonl(out, records(seeds, planned, teacher))
+        # The request cache: a re-run (after a crash, or an edit elsewhere) re-asks nothing.
+        cache = RequestCache(Path(paths.TEACHER_CACHE))
+        records = generate_leaf(seeds, gen, teacher_cfg, seed, teacher, cache)
     finally:
         teacher.close()
+    kept = sum(r["status"] == "kept" for r in records)
+    log.info(
+        "%s: %d samples kept by the pipeline, %d rejected", seeds["leaf"], kept, len(records) - kept
+    )
+    io.write_jsonl(out, records)

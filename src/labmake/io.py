@@ -12,6 +12,13 @@ from pathlib import Path
 from typing import Any
 
 
+def cache_root() -> Path:
+    """labmake's caches (converted models, git documents): ``$LABMAKE_CACHE`` if set, else
+    ``~/.cache/labmake``. Nothing in it is an artifact: each entry is keyed by content."""
+    env = os.environ.get("LABMAKE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "labmake"
+
+
 def dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False)
 

@@ -21,11 +21,21 @@ BASE_DIR = "build/base"
 BASE_DONE = "build/base/labmake_base.json"
 CHECKPOINT_DIR = "build/checkpoints/{phase}"
 CHECKPOINT_DONE = "build/checkpoints/{phase}/labmake_phase.json"
+# A phase's in-progress state (resumable checkpoints). Not a rule output: Snakemake deletes a
+# failed job's outputs, and this must survive a killed job so its re-run resumes.
+RESUME_DIR = "build/cache/train-resume/{phase}"  # not a DVC out: in-progress state only
 MERGED_DIR = "build/model/hf"
 MERGED_DONE = "build/model/hf/labmake_model.json"
 GGUF = "build/model/model.{quant}.gguf"
 EVAL_REPORT = "build/eval/report.json"
+# One model's scores on the held-out items (base, phase-{name}, tuned, gguf-{quant}).
+EVAL_MODEL = "build/eval/{model}.json"
+REPORT_HTML = "build/report.html"
+BENCHMARKS = "build/benchmarks"
 MANIFEST = "build/manifest.json"
+# Teacher answers by request hash (labmake.request_cache): a crashed or edited build re-asks
+# only what changed. Not an artifact: safe to delete, never versioned.
+TEACHER_CACHE = "build/cache/teacher"
 
 LOG = "build/logs/{rule}/{name}.log"
 # Snakemake's per-job wall time and memory (not artifacts: they differ run to run).
@@ -58,6 +68,10 @@ def checkpoint_done(phase: str) -> str:
 
 def gguf(quant: str) -> str:
     return GGUF.format(quant=quant)
+
+
+def eval_model(model: str) -> str:
+    return EVAL_MODEL.format(model=model)
 
 
 def log(rule: str, name: str = "all") -> str:

@@ -34,16 +34,18 @@ def taxonomy_hash(seeds_paths: Sequence[Path]) -> str:
 
 def git_commit(path: str | Path) -> str:
     """The last commit that touched ``path`` ("unknown" outside git), plus "-dirty" if edited."""
+    path = Path(path).resolve()
+    where = str(path if path.is_dir() else path.parent)  # works from any current directory
     try:
         commit = subprocess.run(
-            ["git", "log", "-1", "--format=%H", "--", str(path)],
+            ["git", "-C", where, "log", "-1", "--format=%H", "--", str(path)],
             capture_output=True,
             text=True,
             check=True,
             timeout=30,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", str(path)],
+            ["git", "-C", where, "status", "--porcelain", "--", str(path)],
             capture_output=True,
             text=True,
             check=True,

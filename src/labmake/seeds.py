@@ -1,43 +1,71 @@
 """Stage 1 (per leaf): qna.yaml + documents -> build/seeds/{leaf}.json.
 
 The seeds file is the normalized, validated form of one leaf that every later stage reads: its
-kind, task, seed examples and, for knowledge, its documents cut into overlapping word chunks.
+kind, task, seed examples and, for knowledge, its documents (files beside the qna.yaml or a
+git repository at a pinned commit) cut into overlapping chunks of tokens.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from . import io
-from .config import SeedsConfig
+from .chunking import chunk_tokens, gguf_token_counter
+from .config import SeedsConfig, StudentConfig, TeacherConfig
+from .git_documents import read_documents
 from .taxonomy import Leaf, load_leaf
 
 
-def chunk_words(text: str, size: int, overlap: int) -> list[str]:
-    """Cut ``text`` into chunks of ``size`` words, each sharing ``overlap`` words with the last."""
-    words = text.split()
-    if not words:
-        return []
-    step = max(1, size - overlap)
-    chunks = []
-    for start in range(0, len(words), step):
-        chunks.append(" ".join(words[start : start + size]))
-        if start + size >= len(words):
-            break
-    return chunks
+def tokenizer_gguf(teacher: TeacherConfig, student: StudentConfig) -> Path:
+    """The GGUF whose tokenizer measures chunks: the teacher's, which reads them in its prompts,
+    unless the teacher is served over HTTP (its tokenizer is out of reach): then the student's."""
+    from .student import resolve_gguf
+
+    if teacher.backend == "openai":
+        return resolve_gguf(student.gguf)
+    return resolve_gguf(teacher.gguf)
 
 
-def leaf_record(leaf: Leaf, cfg: SeedsConfig) -> dict[str, Any]:
-    documents = []
-    chunks: list[str] = []
+def _documents(leaf: Leaf) -> list[tuple[dict[str, Any], str]]:
+    """(record, text) of each document, local files or a git repository at a commit."""
+    if leaf.document_repo is not None:
+        docs = read_documents(
+            leaf.qna_path, leaf.document_repo, leaf.document_commit or "", leaf.document_patterns
+        )
+        return [
+            (
+                {
+                    "name": d.name,
+                    "repo": leaf.document_repo,
+                    "commit": d.commit,
+                    "sha256": hashlib.sha256(d.text.encode("utf-8")).hexdigest(),
+                },
+                d.text,
+            )
+            for d in docs
+        ]
+    out = []
     for doc in leaf.documents:
         text = doc.read_text(encoding="utf-8")
-        documents.append(
-            {"name": doc.name, "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
-        )
-        chunks.extend(chunk_words(text, cfg.chunk_words, cfg.chunk_overlap_words))
+        record = {"name": doc.name, "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+        out.append((record, text))
+    return out
+
+
+def leaf_record(
+    leaf: Leaf, cfg: SeedsConfig, count_tokens: Callable[[str], int] | None
+) -> dict[str, Any]:
+    """``count_tokens`` measures chunks; it may be None for a leaf without documents."""
+    documents = []
+    chunks: list[str] = []
+    for record, text in _documents(leaf):
+        documents.append(record)
+        if count_tokens is None:
+            raise ValueError(f"{leaf.qna_path}: documents need a tokenizer to be chunked")
+        chunks.extend(chunk_tokens(text, count_tokens, cfg.chunk_tokens, cfg.chunk_overlap_tokens))
     return {
         "leaf": leaf.name,
         "kind": leaf.kind,
@@ -54,12 +82,22 @@ def leaf_record(leaf: Leaf, cfg: SeedsConfig) -> dict[str, Any]:
     }
 
 
-def run(taxonomy_root: Path, leaf: str, cfg: SeedsConfig, out: Path) -> None:
+def run(
+    taxonomy_root: Path,
+    leaf: str,
+    cfg: SeedsConfig,
+    teacher: TeacherConfig,
+    student: StudentConfig,
+    out: Path,
+) -> None:
     loaded = load_leaf(taxonomy_root, leaf)
-    if loaded.kind == "knowledge" and not loaded.documents:
+    if loaded.kind == "knowledge" and not loaded.documents and loaded.document_repo is None:
         raise ValueError(
-            f"{loaded.qna_path}: this knowledge leaf has no document labmake can read. Documents "
-            "named by `document: {repo, commit}` are not fetched by this version: copy them beside "
-            'the qna.yaml and write `document: {patterns: ["*.md"]}`'
+            f"{loaded.qna_path}: this knowledge leaf names no document; put the documents beside "
+            'the qna.yaml and write `document: {patterns: ["*.md"]}`, or name a git repository '
+            "with `document: {repo: URL, commit: FULL_ID, patterns: [...]}`"
         )
-    io.write_json(out, leaf_record(loaded, cfg))
+    counter = None
+    if loaded.kind == "knowledge":
+        counter = gguf_token_counter(tokenizer_gguf(teacher, student))
+    io.write_json(out, leaf_record(loaded, cfg, counter))

@@ -11,7 +11,7 @@ once and writes a *base folder*:
     labmake_base.json   written last: its presence means the folder is complete
 
 Conversion is slow for the real student (about 2 minutes), so the result is cached under
-``$LABMAKE_CACHE`` (default ``~/.cache/labmake/models``), keyed on the GGUF's sha256.
+``$LABMAKE_CACHE/models`` (default ``~/.cache/labmake/models``), keyed on the GGUF's sha256.
 """
 
 from __future__ import annotations
@@ -71,9 +71,8 @@ class StudentError(ValueError):
 
 
 def cache_dir() -> Path:
-    """Models cache: ``$LABMAKE_CACHE`` if set, else ``~/.cache/labmake/models``."""
-    env = os.environ.get("LABMAKE_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "labmake" / "models"
+    """Models cache: ``models/`` under :func:`labmake.io.cache_root`."""
+    return io.cache_root() / "models"
 
 
 def embedded_gguf() -> Path:

@@ -251,7 +251,7 @@ def validate_leaf(
         budget = PromptBudget(n_ctx=context_tokens)
     elif budget is not None and context_tokens is not None:
         budget = PromptBudget(
-            context_tokens, budget.max_tokens, budget.examples_per_prompt, budget.chunk_words
+            context_tokens, budget.max_tokens, budget.examples_per_prompt, budget.chunk_tokens
         )
     return _check_leaf(Path(root), leaf, _Mode(ilab_strict, strict_limits, budget)).findings
 
@@ -386,6 +386,10 @@ def _check_into(report: _Report, root: Path, leaf: str, mode: _Mode) -> None:
     if mode.budget is not None:
         extra += context_issues(data, kind, mode.budget, level)
     document = data.get("document")
+    if kind == KNOWLEDGE and isinstance(document, Mapping) and "repo" in document:
+        from .git_documents import commit_issue
+
+        extra += commit_issue(document, level)
     if kind == KNOWLEDGE and isinstance(document, Mapping) and "repo" not in document:
         from .taxonomy_documents import resolve_documents
 
@@ -643,7 +647,7 @@ def _read_params(params_path: Path | None) -> tuple[Path | None, PromptBudget | 
             teacher.n_ctx,
             teacher.max_tokens,
             generate.examples_per_prompt,
-            seeds.chunk_words,
+            seeds.chunk_tokens,
         )
         if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in numbers):
             raise ValueError("not positive integers")
@@ -656,7 +660,7 @@ def _read_params(params_path: Path | None) -> tuple[Path | None, PromptBudget | 
             raise _UsageError(str(exc)) from None
         teacher, generate, seeds, tax = cfg.teacher, cfg.generate, cfg.seeds, cfg.taxonomy
     budget = PromptBudget(
-        teacher.n_ctx, teacher.max_tokens, generate.examples_per_prompt, seeds.chunk_words
+        teacher.n_ctx, teacher.max_tokens, generate.examples_per_prompt, seeds.chunk_tokens
     )
     return params_path, budget, params_path.parent / tax.root
 

@@ -27,7 +27,7 @@ def resolve_documents(
     root_real = root.resolve()
     for k, pattern in enumerate(patterns):
         where = ("document", "patterns", k)
-        problem = _pattern_problem(pattern)
+        problem = pattern_problem(pattern)
         if problem:
             issues.append(Issue(where, problem[0], problem[1], "security"))
             continue
@@ -110,7 +110,7 @@ def resolve_documents(
     return documents, issues
 
 
-def _pattern_problem(pattern: str) -> tuple[str, str] | None:
+def pattern_problem(pattern: str) -> tuple[str, str] | None:
     if "\\" in pattern:
         return (
             f"pattern {pattern!r} uses backslashes",

@@ -29,7 +29,6 @@ MAX_ANSWER_WORDS = 250
 MAX_TOTAL_QA_WORDS = 2300
 
 CHARS_PER_TOKEN = 4
-WORD_TOKENS = 4 / 3  # document chunks are sized in words; ~1.33 tokens per English word
 TEMPLATE_TOKENS = 40  # the prompt template's own text (instructions, "Q:"/"A:" markers)
 EXAMPLE_OVERHEAD_TOKENS = 8  # markers and separators around each example
 
@@ -53,13 +52,13 @@ class PromptBudget:
     n_ctx: int = 2048
     max_tokens: int = 160
     examples_per_prompt: int = 3
-    chunk_words: int = 180
+    chunk_tokens: int = 200
 
     def fixed_tokens(self, kind: str, task_description: str) -> int:
         """Tokens every prompt spends besides its seed examples, answer room included."""
         fixed = TEMPLATE_TOKENS + self.max_tokens
         if kind == "knowledge":
-            return fixed + math.ceil(self.chunk_words * WORD_TOKENS)
+            return fixed + self.chunk_tokens
         return fixed + estimate_tokens(task_description)
 
 

@@ -1,15 +1,23 @@
-"""Training: one LoRA phase at a time, each starting from the base plus the earlier phases.
+"""Training: one phase at a time, each starting from the base plus the earlier phases.
 
 A phase reads a chat dataset (JSON lines with ``messages``), renders every conversation with
-the student's own chat template and takes the loss on assistant tokens only. The assistant
-spans are found by rendering prefixes of the conversation, so any template where adding a
-turn only appends text works. Phases chain: phase k trains a fresh adapter on the base with
-the adapters of phases 1..k-1 merged in (:func:`load_tuned`).
+the student's own chat template and takes the loss on the assistant's tokens (``loss_on:
+assistant``) or on every token (``all``). The assistant spans are found by rendering prefixes
+of the conversation, so any template where adding a turn only appends text works. A phase
+trains a fresh LoRA adapter (``method: lora``) or every weight (``full``) on the base with the
+earlier phases applied (:func:`load_tuned`). Samples over ``max_seq_len`` are dropped or
+truncated (``over_length``) and counted in the metrics.
 
-Cost on a CPU is dominated by the output layer of a large vocabulary (262k rows for Gemma 3),
-so logits are computed only at the positions that carry loss (:func:`loss_at_labels`).
-Everything random is seeded from the build seed and the phase name; two runs with the same
-inputs write byte-identical adapters.
+Efficiency on a CPU: the output layer of a large vocabulary (262k rows for Gemma 3) dominates,
+so logits are computed only at the positions that carry loss (:func:`loss_at_labels`); with
+``packing`` each micro-batch is one unpadded row whose positions restart per sample, which
+transformers turns into a block-diagonal attention mask (:func:`pack`); frozen weights get no
+gradient. bf16 autocast on a GPU that has it, fp32 elsewhere (:func:`mixed_precision`).
+
+Every ``checkpoint_every`` steps the state is saved for resuming (:mod:`labmake.train_resume`)
+and the loss on a held-out share of the phase's records is taken; the phase keeps the weights
+of the best step, not simply the last. Everything random is seeded from the build seed and the
+phase name: two runs with the same inputs, interrupted or not, write byte-identical weights.
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import random
+import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -33,12 +43,14 @@ from .config import LoraConfig, PhaseConfig
 from .io import atomic_dir, iter_jsonl, read_json, sha256_file, write_json
 from .progress import track
 from .teacher import derive_seed
+from .train_resume import Progress, ResumeStore, fingerprint, load_trainable, trainable_state
 
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # the label of a token that carries no loss (PyTorch's ignore_index)
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
+FULL_WEIGHTS = "model.safetensors"  # a full-tune phase saves the whole model (HF layout)
 METRICS = "metrics.json"
 PHASE_DONE = "labmake_phase.json"  # written last: its presence marks a complete checkpoint
 BASE_INFO = "labmake_base.json"
@@ -61,10 +73,22 @@ def _attn_implementation(base_dir: Path) -> str | None:
     return "eager" if model_type.startswith("gemma") else None
 
 
+def phase_weights(phase_dir: Path) -> Path:
+    """The weights file a finished phase wrote: its LoRA adapter or, for a full tune, the model."""
+    for name in (ADAPTER_WEIGHTS, FULL_WEIGHTS):
+        if (Path(phase_dir) / name).is_file():
+            return Path(phase_dir) / name
+    raise TrainError(f"{phase_dir}: no {ADAPTER_WEIGHTS} or {FULL_WEIGHTS}; train that phase first")
+
+
 def load_tuned(
     base_dir: Path, phase_dirs: Sequence[Path], dtype: torch.dtype = torch.float32
 ) -> tuple[Any, Any]:
-    """The base model with each phase's LoRA adapter merged in, in order, and its tokenizer."""
+    """The base model with each phase applied in order, and the base's tokenizer.
+
+    A LoRA phase's adapter is merged in; a full-tune phase holds the whole model, so loading
+    starts from the last such phase and merges only the adapters after it.
+    """
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -73,13 +97,17 @@ def load_tuned(
         raise TrainError(
             f"{base_dir}: not a Hugging Face model folder (no config.json); build the base model first"
         )
+    start, adapters = base_dir, []
+    for phase_dir in map(Path, phase_dirs):
+        if phase_weights(phase_dir).name == FULL_WEIGHTS:
+            start, adapters = phase_dir, []
+        else:
+            adapters.append(phase_dir)
     model = AutoModelForCausalLM.from_pretrained(
-        base_dir, dtype=dtype, attn_implementation=_attn_implementation(base_dir)
+        start, dtype=dtype, attn_implementation=_attn_implementation(base_dir)
     )
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    for phase_dir in phase_dirs:
-        if not (Path(phase_dir) / ADAPTER_WEIGHTS).is_file():
-            raise TrainError(f"{phase_dir}: no {ADAPTER_WEIGHTS}; train that phase first")
+    for phase_dir in adapters:
         model = PeftModel.from_pretrained(model, str(phase_dir)).merge_and_unload()
     return model, tokenizer
 
@@ -99,6 +127,17 @@ def add_lora(model: Any, lora: LoraConfig) -> Any:
     return get_peft_model(model, peft_config)
 
 
+def prepare_model(model: Any, phase: PhaseConfig) -> Any:
+    """The model as the phase trains it: a fresh LoRA adapter, or every weight trainable."""
+    if phase.method == "lora":
+        return add_lora(model, phase.lora)
+    if phase.method == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+    raise TrainError(f"phase '{phase.name}': method {phase.method!r} is not lora or full")
+
+
 # --------------------------------------------------------------------------- data
 
 
@@ -111,10 +150,12 @@ class Sample:
 @dataclass
 class DataStats:
     records: int = 0  # records read from the phase's dataset
+    heldout: int = 0  # of those, held out of training to pick the best checkpoint
     replayed: int = 0  # records drawn from earlier phases' datasets
-    dropped_too_long: int = 0  # longer than max_seq_len after the template: dropped, not cut
-    dropped_no_assistant: int = 0  # nothing to learn from (no assistant turn)
-    used: int = 0
+    dropped_too_long: int = 0  # longer than max_seq_len after the template (over_length: drop)
+    truncated_too_long: int = 0  # longer than max_seq_len, cut to it (over_length: truncate)
+    dropped_no_assistant: int = 0  # nothing to learn from (no labelled token left)
+    used: int = 0  # training samples
 
 
 def _render(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> str:
@@ -154,9 +195,15 @@ def assistant_spans(
     return full, spans
 
 
-def encode(tokenizer: Any, messages: list[dict[str, str]]) -> Sample:
-    """Token ids of the rendered conversation; labels only on the assistant's tokens."""
+def encode(tokenizer: Any, messages: list[dict[str, str]], loss_on: str = "assistant") -> Sample:
+    """Token ids of the rendered conversation; labels on the assistant's tokens only, or on
+    every token with ``loss_on="all"`` (LAB's knowledge phase may learn the whole text)."""
     text, spans = assistant_spans(tokenizer, messages)
+    if loss_on == "all":
+        # Still ask for an assistant turn: a sample without an answer is not a conversation.
+        spans = [(0, len(text))] if spans else []
+    elif loss_on != "assistant":
+        raise TrainError(f"loss_on {loss_on!r} is not 'assistant' or 'all'")
     try:
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     except NotImplementedError:
@@ -211,25 +258,52 @@ def draw_replay(pool: Sequence[Any], count: int, rng: random.Random) -> list[Any
 
 
 def prepare_samples(
-    tokenizer: Any, records: Iterable[dict[str, Any]], max_seq_len: int, stats: DataStats
+    tokenizer: Any,
+    records: Iterable[dict[str, Any]],
+    max_seq_len: int,
+    stats: DataStats | None = None,
+    *,
+    loss_on: str = "assistant",
+    over_length: str = "drop",
 ) -> list[Sample]:
-    """Encode records; over-long and answer-less ones are dropped and counted in ``stats``."""
+    """Encode records. Over-long ones are dropped or cut to ``max_seq_len`` (``over_length``),
+    answer-less ones dropped; every such record is counted in ``stats``, never skipped quietly."""
+    if over_length not in ("drop", "truncate"):
+        raise TrainError(f"over_length {over_length!r} is not 'drop' or 'truncate'")
+    stats = stats if stats is not None else DataStats()
     samples = []
     for record in records:
-        sample = encode(tokenizer, record["messages"])
+        sample = encode(tokenizer, record["messages"], loss_on)
         if len(sample.input_ids) > max_seq_len:
-            stats.dropped_too_long += 1
-        elif all(label == IGNORE_INDEX for label in sample.labels[1:]):
+            if over_length == "drop":
+                stats.dropped_too_long += 1
+                continue
+            stats.truncated_too_long += 1
+            sample = Sample(sample.input_ids[:max_seq_len], sample.labels[:max_seq_len])
+        if all(label == IGNORE_INDEX for label in sample.labels[1:]):
             stats.dropped_no_assistant += 1
         else:
             samples.append(sample)
-    stats.used = len(samples)
     return samples
 
 
-def collate(samples: Sequence[Sample], pad_id: int) -> dict[str, torch.Tensor]:
-    """One batch, right-padded to its longest sample only."""
-    width = max(len(s.input_ids) for s in samples)
+def split_heldout(
+    records: Sequence[dict[str, Any]], fraction: float, rng: random.Random
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train, held-out): a seeded ``fraction`` of the records, at least one when the fraction
+    is positive, never all of them. The held-out ones are not trained on."""
+    n = min(max(round(fraction * len(records)), 1), len(records) - 1) if fraction > 0 else 0
+    picked = set(rng.sample(range(len(records)), n)) if n > 0 else set()
+    train = [r for i, r in enumerate(records) if i not in picked]
+    heldout = [r for i, r in enumerate(records) if i in picked]
+    return train, heldout
+
+
+def collate(
+    samples: Sequence[Sample], pad_id: int, width: int | None = None
+) -> dict[str, torch.Tensor]:
+    """One batch, right-padded to its longest sample (or to ``width``, as naive loops do)."""
+    width = width or max(len(s.input_ids) for s in samples)
     ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(samples), width), IGNORE_INDEX, dtype=torch.long)
     mask = torch.zeros((len(samples), width), dtype=torch.long)
@@ -239,6 +313,36 @@ def collate(samples: Sequence[Sample], pad_id: int) -> dict[str, torch.Tensor]:
         labels[row, :n] = torch.tensor(s.labels)
         mask[row, :n] = 1
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def pack(samples: Sequence[Sample]) -> dict[str, torch.Tensor | None]:
+    """One batch row holding every sample back to back: no padding at all.
+
+    Positions restart at 0 for each sample. With no attention mask given, transformers (5.x)
+    reads the restarts in ``position_ids`` as sample boundaries and builds a block-diagonal
+    causal mask (sliding windows included) for the eager and sdpa kernels, so no token attends
+    across samples. A sample's first token is not predicted from the one before it.
+    """
+    ids: list[int] = []
+    labels: list[int] = []
+    positions: list[int] = []
+    for s in samples:
+        ids.extend(s.input_ids)
+        labels.append(IGNORE_INDEX)
+        labels.extend(s.labels[1:])
+        positions.extend(range(len(s.input_ids)))
+    return {
+        "input_ids": torch.tensor([ids], dtype=torch.long),
+        "attention_mask": None,
+        "labels": torch.tensor([labels], dtype=torch.long),
+        "position_ids": torch.tensor([positions], dtype=torch.long),
+    }
+
+
+def make_batch(
+    samples: Sequence[Sample], pad_id: int, packing: bool
+) -> dict[str, torch.Tensor | None]:
+    return pack(samples) if packing else collate(samples, pad_id)
 
 
 def plan_steps(n_samples: int, phase: PhaseConfig, rng: random.Random) -> list[list[list[int]]]:
@@ -269,39 +373,51 @@ def plan_steps(n_samples: int, phase: PhaseConfig, rng: random.Random) -> list[l
 # --------------------------------------------------------------------------- loss and loop
 
 
-def _causal_lm(model: Any) -> Any:
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def loss_at_labels(
-    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    labels: torch.Tensor,
+    position_ids: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Summed next-token cross-entropy over labelled tokens, and their number.
 
-    Runs the transformer body once, then the output layer only on the hidden states that
-    predict a labelled token: with a 262k vocabulary that layer costs more than the body.
-    Matches the model's own ``forward(labels=...)`` loss times the token count.
+    The output layer runs only on the hidden states that predict a labelled token (the
+    model's ``logits_to_keep`` mask): with a 262k vocabulary that layer costs more than the
+    transformer body. The call goes through the model's own forward, so DDP/FSDP wrappers see
+    it. Matches the model's ``forward(labels=...)`` loss times the token count.
     """
-    lm = _causal_lm(model)
-    hidden = lm.get_decoder()(
-        input_ids=input_ids, attention_mask=attention_mask, use_cache=False
-    ).last_hidden_state
     targets = labels[:, 1:]
     where = targets != IGNORE_INDEX
-    selected = hidden[:, :-1][where]  # the state at t predicts token t+1
-    logits = lm.get_output_embeddings()(selected)
-    softcap = getattr(lm.config, "final_logit_softcapping", None)
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
+    # The state at t predicts token t+1; the last position predicts nothing.
+    keep = F.pad(where, (0, 1), value=False)
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=False,
+        logits_to_keep=keep,
+    )
+    logits = out.logits.reshape(-1, out.logits.shape[-1])
     loss = F.cross_entropy(logits.float(), targets[where], reduction="sum")
     return loss, int(where.sum())
 
 
-def make_accelerator() -> Any:
-    from accelerate import Accelerator
+def mixed_precision(device: torch.device) -> str:
+    """bf16 autocast where the device computes it natively (CUDA with bf16), else full fp32.
 
-    cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return Accelerator(mixed_precision="bf16" if cuda_bf16 else "no")
+    The CPU stays in fp32: its bf16 matmuls are slower than fp32 on most x86 cores and the
+    tiny test models' checks are written against fp32 numerics.
+    """
+    if device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "no"
+
+
+def make_accelerator() -> Any:
+    from accelerate import Accelerator, PartialState
+
+    return Accelerator(mixed_precision=mixed_precision(PartialState().device))
 
 
 @dataclass(frozen=True)
@@ -311,6 +427,48 @@ class StepStats:
     input_tokens: int  # non-padding tokens seen
 
 
+@dataclass
+class TrainResult:
+    history: list[StepStats]
+    evals: list[dict[str, Any]]  # {"step", "heldout_loss"} at every checkpoint
+    chosen_step: int  # the step whose weights the model holds on return
+    resumed_from: int  # the step a saved state was resumed at; 0 for a fresh start
+
+
+def heldout_loss(
+    model: Any,
+    samples: Sequence[Sample],
+    *,
+    pad_id: int,
+    packing: bool,
+    batch_size: int,
+    accelerator: Any,
+) -> float:
+    """Mean cross-entropy per labelled token over ``samples`` (no gradients, eval mode)."""
+    was_training = model.training
+    model.eval()
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(samples), batch_size):
+            batch = _to(make_batch(samples[i : i + batch_size], pad_id, packing), accelerator)
+            with accelerator.autocast():
+                loss_sum, n = loss_at_labels(model, **batch)
+            total += float(loss_sum)
+            tokens += n
+    model.train(was_training)
+    return total / max(tokens, 1)
+
+
+def _to(batch: dict[str, torch.Tensor | None], accelerator: Any) -> dict[str, Any]:
+    return {k: v.to(accelerator.device) if v is not None else None for k, v in batch.items()}
+
+
+def checkpoint_steps(n_steps: int, every: int | None) -> set[int]:
+    """Steps after which the state is saved and the held-out loss taken; always the last."""
+    steps = set(range(every, n_steps + 1, every)) if every else set()
+    return steps | {n_steps}
+
+
 def train(
     model: Any,
     samples: Sequence[Sample],
@@ -318,10 +476,20 @@ def train(
     phase: PhaseConfig,
     *,
     pad_id: int,
+    packing: bool = True,
+    heldout: Sequence[Sample] = (),
     accelerator: Any | None = None,
+    resume: ResumeStore | None = None,
     on_step: Callable[[int, StepStats], None] | None = None,
-) -> list[StepStats]:
-    """Run the planned optimizer steps on the trainable (adapter) weights of ``model``."""
+) -> TrainResult:
+    """Run the planned optimizer steps on the trainable weights of ``model``.
+
+    At every checkpoint step (``phase.checkpoint_every``, and the last step) the loss on
+    ``heldout`` is taken and, with ``resume``, the whole state saved. On return the model holds
+    the weights of the step with the lowest held-out loss (the last step without held-out
+    samples). A state found in ``resume`` is restored first and training continues from it;
+    the result is the same, bit for bit, as a run never stopped.
+    """
     from transformers import get_constant_schedule_with_warmup
 
     accelerator = accelerator or make_accelerator()
@@ -331,38 +499,90 @@ def train(
     )
     # Constant after warm-up: LAB found decay in intermediate phases hurt the later ones.
     scheduler = get_constant_schedule_with_warmup(optimizer, phase.warmup_steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    progress, best = Progress(), None
+    restored = resume.load(model, optimizer, scheduler) if resume else None
+    if restored:
+        progress, best = restored
+        log.info("phase %s: resuming at step %d of %d", phase.name, progress.step, len(plan))
+    resumed_from = progress.step
+    # The raw optimizer and scheduler stay referenced for saving; prepare() wraps them.
+    model, opt, sched = accelerator.prepare(model, optimizer, scheduler)
     model.train()
-    history = []
-    for step, micro_batches in enumerate(plan, start=1):
-        batches = [collate([samples[i] for i in idx], pad_id) for idx in micro_batches]
+    checkpoints = checkpoint_steps(len(plan), phase.checkpoint_every)
+    for step in range(progress.step + 1, len(plan) + 1):
+        batches = [make_batch([samples[i] for i in idx], pad_id, packing) for idx in plan[step - 1]]
         # Normalise by the whole step's token count so grad_accum gives the same gradient
         # as one big batch.
         step_tokens = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches)
         total = 0.0
         for batch in batches:
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with accelerator.autocast():
-                loss_sum, _ = loss_at_labels(model, **batch)
+                loss_sum, _ = loss_at_labels(model, **_to(batch, accelerator))
             accelerator.backward(loss_sum / step_tokens)
             total += float(loss_sum.detach())
         accelerator.clip_grad_norm_(params, MAX_GRAD_NORM)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
         stats = StepStats(
             loss=total / step_tokens,
             loss_tokens=step_tokens,
-            input_tokens=sum(int(b["attention_mask"].sum()) for b in batches),
+            input_tokens=sum(
+                int(
+                    b["input_ids"].numel()
+                    if b["attention_mask"] is None
+                    else b["attention_mask"].sum()
+                )
+                for b in batches
+            ),
         )
-        history.append(stats)
+        progress.step = step
+        progress.history.append(dataclasses.asdict(stats))
+        if step in checkpoints:
+            if heldout:
+                value = heldout_loss(
+                    model,
+                    heldout,
+                    pad_id=pad_id,
+                    packing=packing,
+                    batch_size=phase.batch_size,
+                    accelerator=accelerator,
+                )
+                value = round(value, 6)  # as stored, so a resumed run compares the same numbers
+                progress.evals.append({"step": step, "heldout_loss": value})
+                if progress.best_step is None or value < _eval_at(progress, progress.best_step):
+                    progress.best_step = step
+                    best = trainable_state(accelerator.unwrap_model(model))
+                log.info("phase %s: step %d held-out loss %.4f", phase.name, step, value)
+            if resume and phase.checkpoint_every:
+                if accelerator.is_main_process:  # one writer when several processes train
+                    resume.save(
+                        progress, accelerator.unwrap_model(model), optimizer, scheduler, best
+                    )
+                accelerator.wait_for_everyone()
         if on_step:
             on_step(step, stats)
     model.eval()
-    return history
+    chosen = progress.best_step if progress.best_step is not None else len(plan)
+    if chosen != len(plan) and best is not None:
+        load_trainable(accelerator.unwrap_model(model), best)
+    return TrainResult(
+        history=[StepStats(**h) for h in progress.history],
+        evals=progress.evals,
+        chosen_step=chosen,
+        resumed_from=resumed_from,
+    )
+
+
+def _eval_at(progress: Progress, step: int) -> float:
+    return next(e["heldout_loss"] for e in progress.evals if e["step"] == step)
 
 
 # --------------------------------------------------------------------------- one phase
+
+# Set only by tests: SIGKILL the training process right after this optimizer step, to prove
+# that a killed phase resumes from its last checkpoint (a real kill -9: no cleanup runs).
+KILL_AT_STEP_ENV = "LABMAKE_TEST_KILL_AT_STEP"
 
 
 def _save_adapter(model: Any, directory: Path) -> None:
@@ -379,9 +599,28 @@ def _save_adapter(model: Any, directory: Path) -> None:
     write_json(config_path, config)
 
 
+def _save_phase(model: Any, phase: PhaseConfig, directory: Path) -> None:
+    if phase.method == "full":
+        # The whole model in HF layout (safetensors + config.json); load_tuned starts from it.
+        model.save_pretrained(str(directory), safe_serialization=True)
+    else:
+        _save_adapter(model, directory)
+
+
 def _phase_name(phase_dir: Path) -> str:
     done = Path(phase_dir) / PHASE_DONE
     return read_json(done)["phase"]["name"] if done.is_file() else Path(phase_dir).name
+
+
+def _kill_hook() -> Callable[[int], None]:
+    at = os.environ.get(KILL_AT_STEP_ENV)
+
+    def hook(step: int) -> None:
+        if at and step == int(at):
+            log.warning("%s=%s: killing this process (SIGKILL)", KILL_AT_STEP_ENV, at)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
 
 
 def run_phase(
@@ -394,16 +633,23 @@ def run_phase(
     dataset: Path,
     replay: Sequence[Path],
     out_dir: Path,
+    packing: bool = True,
+    over_length: str = "drop",
+    resume_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Train one phase from the base plus its parents' adapters; write ``out_dir``.
+    """Train one phase from the base plus its parents; write ``out_dir``.
 
-    ``out_dir`` receives the adapter, ``metrics.json`` and, last, ``labmake_phase.json``
-    (provenance). Returns the metrics.
+    ``out_dir`` receives the adapter (or, for ``method: full``, the whole model),
+    ``metrics.json`` and, last, ``labmake_phase.json`` (provenance). In-progress state goes to
+    ``resume_dir`` (default: ``.resume/<out_dir's name>`` beside ``out_dir``) every
+    ``checkpoint_every`` steps; a re-run after a crash resumes from it, and it is removed when
+    the phase is done. Returns the metrics.
     """
     import peft
     from transformers import __version__ as transformers_version
 
     base_dir, dataset, out_dir = Path(base_dir), Path(dataset), Path(out_dir)
+    resume_dir = Path(resume_dir) if resume_dir else out_dir.parent / ".resume" / out_dir.name
     phase_seed = derive_seed(seed, "train", phase.name)
     rng = random.Random(phase_seed)
 
@@ -415,8 +661,12 @@ def run_phase(
             "seed examples or loosen the filter section of params.yaml"
         )
     stats = DataStats(records=len(records))
+    # Its own generator, so holding out changes nothing else that is drawn.
+    own, held = split_heldout(
+        records, phase.heldout_fraction, random.Random(derive_seed(seed, "heldout", phase.name))
+    )
     pool = [r for path in replay for r in read_dataset(Path(path))]
-    wanted = round(phase.replay_ratio * len(records))
+    wanted = round(phase.replay_ratio * len(own))
     replayed = draw_replay(pool, wanted, rng)
     if wanted and not pool:
         log.warning(
@@ -429,22 +679,27 @@ def run_phase(
     started = time.monotonic()
     model, tokenizer = load_tuned(base_dir, parent_dirs)
     log.info(
-        "phase %s: loaded %s + %d parent adapter(s) in %.1f s",
+        "phase %s: loaded %s + %d parent phase(s) in %.1f s",
         phase.name,
         base_dir,
         len(parent_dirs),
         time.monotonic() - started,
     )
-    samples = prepare_samples(tokenizer, records + replayed, max_seq_len, stats)
+    prep = {"loss_on": phase.loss_on, "over_length": over_length}
+    samples = prepare_samples(tokenizer, own + replayed, max_seq_len, stats, **prep)
+    heldout = prepare_samples(tokenizer, held, max_seq_len, stats, **prep)
+    stats.used, stats.heldout = len(samples), len(heldout)
     log.info(
-        "phase %s: %d records + %d replayed -> %d samples; dropped %d longer than max_seq_len=%d, "
-        "%d without an assistant turn",
+        "phase %s: %d records (%d held out) + %d replayed -> %d training samples; over "
+        "max_seq_len=%d: %d dropped, %d truncated; %d without an assistant turn dropped",
         phase.name,
         stats.records,
+        len(held),
         stats.replayed,
         stats.used,
-        stats.dropped_too_long,
         max_seq_len,
+        stats.dropped_too_long,
+        stats.truncated_too_long,
         stats.dropped_no_assistant,
     )
     if not samples:
@@ -452,11 +707,12 @@ def run_phase(
             f"{dataset}: none of its {stats.records + stats.replayed} samples fits: "
             f"{stats.dropped_too_long} are longer than train.max_seq_len={max_seq_len} tokens, "
             f"{stats.dropped_no_assistant} have no assistant turn. Raise train.max_seq_len in "
-            "params.yaml or shorten the samples (filter.max_answer_words)"
+            "params.yaml, set train.over_length: truncate, or shorten the samples "
+            "(filter.max_answer_words)"
         )
 
     torch.manual_seed(phase_seed)  # the adapter's initial weights and dropout
-    model = add_lora(model, phase.lora)
+    model = prepare_model(model, phase)
     pad_id = (
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     )
@@ -464,16 +720,42 @@ def run_phase(
     accelerator = make_accelerator()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info(
-        "phase %s: %d steps x %d samples, %d trainable parameters, device %s",
+        "phase %s: %s, %d steps x %d samples, %d trainable parameters, device %s, precision %s",
         phase.name,
+        phase.method,
         len(plan),
         phase.batch_size * phase.grad_accum,
         trainable,
         accelerator.device,
+        accelerator.mixed_precision,
+    )
+
+    parent_weights = {_phase_name(p): sha256_file(phase_weights(p)) for p in parent_dirs}
+    dataset_entry = {"path": str(dataset), "sha256": sha256_file(dataset)}
+    replay_entries = [{"path": str(p), "sha256": sha256_file(Path(p))} for p in replay]
+    base_info = base_dir / BASE_INFO
+    base = read_json(base_info) if base_info.is_file() else None
+    resume = ResumeStore(
+        resume_dir,
+        fingerprint(
+            {
+                "phase": dataclasses.asdict(phase),
+                "seed": seed,
+                "max_seq_len": max_seq_len,
+                "packing": packing,
+                "over_length": over_length,
+                "base": base,
+                "parents": parent_weights,
+                "dataset": dataset_entry["sha256"],
+                "replay": [e["sha256"] for e in replay_entries],
+                "labmake": __version__,
+            }
+        ),
     )
 
     started = time.monotonic()
     last = [started]
+    kill_hook = _kill_hook()
     with track(f"train {phase.name}", len(plan), loss="-", tok_s="-") as advance:
 
         def on_step(step: int, s: StepStats) -> None:
@@ -481,17 +763,37 @@ def run_phase(
             tps = s.input_tokens / max(now - last[0], 1e-9)
             last[0] = now
             advance(loss=f"{s.loss:.4f}", tok_s=f"{tps:.0f}")
+            kill_hook(step)
 
-        history = train(
-            model, samples, plan, phase, pad_id=pad_id, accelerator=accelerator, on_step=on_step
+        result = train(
+            model,
+            samples,
+            plan,
+            phase,
+            pad_id=pad_id,
+            packing=packing,
+            heldout=heldout,
+            accelerator=accelerator,
+            resume=resume,
+            on_step=on_step,
         )
     elapsed = time.monotonic() - started
-    log.info("phase %s: trained in %.1f s (%.2f s/step)", phase.name, elapsed, elapsed / len(plan))
+    done_here = len(plan) - result.resumed_from
+    log.info(
+        "phase %s: trained %d step(s) in %.1f s (%.2f s/step)%s",
+        phase.name,
+        done_here,
+        elapsed,
+        elapsed / max(done_here, 1),
+        f", resumed at step {result.resumed_from}" if result.resumed_from else "",
+    )
 
+    history = result.history
     losses = [round(h.loss, 6) for h in history]
     k = min(LAST_K, len(losses))
     metrics = {
         "phase": phase.name,
+        "method": phase.method,
         "steps": len(history),
         "loss": losses,
         "loss_tokens": [h.loss_tokens for h in history],
@@ -500,22 +802,31 @@ def run_phase(
         "last_loss": losses[-1],
         "mean_last_k_loss": round(sum(losses[-k:]) / k, 6),
         "last_k": k,
+        "heldout_loss": result.evals,
+        "chosen_step": result.chosen_step,
         "samples": dataclasses.asdict(stats),
         "trainable_parameters": trainable,
     }
-    base_info = base_dir / BASE_INFO
+    chosen_eval = next((e for e in result.evals if e["step"] == result.chosen_step), None)
     provenance = {
         "phase": dataclasses.asdict(phase),
         "parents": [_phase_name(p) for p in parent_dirs],
-        "parent_adapters": {
-            _phase_name(p): sha256_file(Path(p) / ADAPTER_WEIGHTS) for p in parent_dirs
-        },
-        "base": read_json(base_info) if base_info.is_file() else None,
+        "parent_adapters": parent_weights,
+        "base": base,
         "base_dir": str(base_dir),
-        "dataset": {"path": str(dataset), "sha256": sha256_file(dataset)},
-        "replay": [{"path": str(p), "sha256": sha256_file(Path(p))} for p in replay],
+        "dataset": dataset_entry,
+        "replay": replay_entries,
         "seed": seed,
         "max_seq_len": max_seq_len,
+        "packing": packing,
+        "over_length": over_length,
+        "selected_checkpoint": {
+            "step": result.chosen_step,
+            "of_steps": len(plan),
+            "by": "heldout_loss" if chosen_eval else "last_step",
+            "heldout_loss": chosen_eval["heldout_loss"] if chosen_eval else None,
+            "heldout_samples": stats.heldout,
+        },
         "versions": {
             "labmake": __version__,
             "torch": torch.__version__,
@@ -524,15 +835,21 @@ def run_phase(
         },
     }
 
-    with atomic_dir(out_dir) as tmp:
-        _save_adapter(accelerator.unwrap_model(model), tmp)
-        write_json(tmp / METRICS, metrics)
-        write_json(tmp / PHASE_DONE, provenance)  # last: marks the checkpoint complete
+    if accelerator.is_main_process:  # one writer when several processes train
+        with atomic_dir(out_dir) as tmp:
+            _save_phase(accelerator.unwrap_model(model), phase, tmp)
+            write_json(tmp / METRICS, metrics)
+            write_json(tmp / PHASE_DONE, provenance)  # last: marks the checkpoint complete
+        resume.clear()
+    accelerator.wait_for_everyone()
     log.info(
-        "phase %s: wrote %s (loss %.4f -> %.4f)",
+        "phase %s: wrote %s (loss %.4f -> %.4f; kept step %d of %d%s)",
         phase.name,
         out_dir,
         losses[0],
         metrics["mean_last_k_loss"],
+        result.chosen_step,
+        len(plan),
+        f", held-out loss {chosen_eval['heldout_loss']:.4f}" if chosen_eval else "",
     )
     return metrics

@@ -45,19 +45,40 @@ def test_reference_nll_matches_the_models_own_loss(tiny_hf_student):
         assert math.log(400) < value < math.log(700)  # a random model: about uniform over 512
 
 
-def test_summary_per_leaf_and_overall():
-    report = evaluate.summarize(
-        ITEMS, [2.0, 4.0], [1.0, 5.0], {"Q8_0": ["Hat rhymes with cat.", "nothing"]}
+def test_one_model_scores_likelihoods_answers_and_judge(tiny_hf_student, tiny_student_gguf):
+    from labmake.config import EvaluateConfig, TeacherConfig
+
+    items = [
+        {**ITEMS[0], "kind": "knowledge", "question": ITEMS[0]["messages"][0]["content"]},
+        {**ITEMS[1], "kind": "knowledge", "question": ITEMS[1]["messages"][0]["content"]},
+    ]
+    cfg = EvaluateConfig(
+        max_new_tokens=6, n_threads=1, judge=TeacherConfig(backend="fake-for-tests")
     )
-    assert report["leaves"]["a"]["reference_nll"] == {"base": 2.0, "tuned": 1.0, "delta": -1.0}
-    assert report["leaves"]["b"]["reference_nll"]["delta"] == 1.0
-    assert report["overall"]["reference_nll"] == {"base": 3.0, "tuned": 3.0, "delta": 0.0}
-    assert report["leaves"]["a"]["token_f1"]["Q8_0"] == 1.0
-    assert report["leaves"]["b"]["token_f1"]["Q8_0"] == 0.0
-    assert report["improved_leaves"] == ["a"]
-
-
-def test_token_f1():
-    assert evaluate.token_f1("the cat sat", "the cat sat") == 1.0
-    assert evaluate.token_f1("", "x") == 0.0
-    assert evaluate.token_f1("a cat", "the cat sat") == pytest.approx(0.4)
+    result = evaluate.evaluate_model(
+        "base", items, cfg, 3, hf_dir=tiny_hf_student, gguf=tiny_student_gguf
+    )
+    assert result["reference_nll"] == [
+        round(v, 6) for v in evaluate.reference_nll(tiny_hf_student, items)
+    ]
+    # one multiple-choice question per knowledge item, each the other's distractor
+    assert [q["item"] for q in result["multiple_choice"]] == [0, 1]
+    for q in result["multiple_choice"]:
+        assert len(q["option_nll"]) == 2
+        assert q["chosen"] == q["option_nll"].index(min(q["option_nll"]))
+    assert len(result["answers"]) == 2 and all(isinstance(a, str) for a in result["answers"])
+    for metric in ("token_f1", "rouge_l"):
+        assert all(0.0 <= v <= 1.0 for v in result[metric])
+    # the fake judge grades by overlap, or gives no number for an answer without words
+    assert len(result["judge"]) == 2
+    assert all(g is None or 1 <= g <= 10 for g in result["judge"])
+    assert result["judge_identity"] == "fake-for-tests:v1"
+    assert result["gguf"]["bytes"] == tiny_student_gguf.stat().st_size
+    assert result["timing"]["completion_tokens"] > 0
+    # same inputs, same scores (timings aside)
+    again = evaluate.evaluate_model(
+        "base", items, cfg, 3, hf_dir=tiny_hf_student, gguf=tiny_student_gguf
+    )
+    assert {k: v for k, v in again.items() if k != "timing"} == {
+        k: v for k, v in result.items() if k != "timing"
+    }

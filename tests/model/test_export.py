@@ -78,13 +78,29 @@ def f16_gguf(tiny_hf_student, tmp_path_factory) -> Path:
     return out
 
 
+# Every type params.yaml may list (the schema's allowed list), not only the default ones.
+QUANTS = sorted(q for q in export.QUANT_TYPES if q != "F16")
+
+
 @pytest.fixture(scope="module")
 def quantized(f16_gguf) -> dict[str, Path]:
     out = {}
-    for qtype in ("Q8_0", "Q4_K_M"):
+    for qtype in QUANTS:
         out[qtype] = f16_gguf.with_name(f"model.{qtype}.gguf")
         export.quantize(f16_gguf, out[qtype], qtype)
     return out
+
+
+def test_every_quantization_params_yaml_allows_is_known_to_the_exporter():
+    import yaml
+
+    from labmake import config
+
+    allowed = config._schema()["export"]["schema"]["quantizations"]["schema"]["allowed"]
+    assert sorted(allowed) == sorted(export.QUANT_TYPES)
+    root = Path(__file__).resolve().parents[2]
+    default = yaml.safe_load((root / "params.yaml").read_text())["export"]["quantizations"]
+    assert {"Q4_K_M", "Q5_K_M", "Q8_0"} <= set(default) <= set(export.QUANT_TYPES)
 
 
 def _lora(model, seed: int, targets: list[str]):
@@ -128,6 +144,8 @@ def test_merge_equals_base_plus_adapters(tiny_hf_student, hf, tmp_path):
     assert marker.pop("phase_adapters_sha256") == {
         name: io.sha256_file(tmp_path / name / "adapter_model.safetensors") for name in ("p1", "p2")
     }
+    # Adapters trained outside labmake: no phase record beyond the name.
+    assert marker.pop("phases") == [{"name": "p1"}, {"name": "p2"}]
     assert marker == {}
     tok = AutoTokenizer.from_pretrained(out)
     assert tok(TEXT).input_ids == ids and tok.chat_template
@@ -144,7 +162,7 @@ def test_f16_gguf_computes_what_the_hf_model_computes(hf, f16_gguf, tiny_student
     assert np.abs(_llama_cpp_logits(tiny_student_gguf, ids) - expected).max() < 1e-2
 
 
-@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_K_M"])
+@pytest.mark.parametrize("qtype", QUANTS)
 def test_quantized_files_load_generate_and_keep_metadata(qtype, quantized, hf):
     path = quantized[qtype]
     assert path.stat().st_size < quantized["Q8_0"].with_name("model.F16.gguf").stat().st_size

@@ -48,7 +48,8 @@ def _kv(path: Path, prefix: str) -> dict[str, object]:
 @pytest.fixture()
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LABMAKE_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
+    assert student.cache_dir().is_relative_to(tmp_path / "cache")
+    return student.cache_dir()  # the models cache under $LABMAKE_CACHE
 
 
 def test_tokenizer_gguf_reads_the_same_in_transformers_and_llama_cpp(tiny_tokenizer_gguf):

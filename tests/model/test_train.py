@@ -169,8 +169,8 @@ def test_training_moves_the_adapter_and_leaves_the_base_alone(
     samples = [train.encode(tokenizer, _conversation(i)["messages"]) for i in range(4)]
     phase = _phase(max_steps=3, warmup_steps=0, batch_size=2)
     plan = train.plan_steps(len(samples), phase, random.Random(0))
-    history = train.train(model, samples, plan, phase, pad_id=tokenizer.pad_token_id)
-    assert len(history) == 3
+    result = train.train(model, samples, plan, phase, pad_id=tokenizer.pad_token_id)
+    assert len(result.history) == 3 and result.chosen_step == 3 and result.evals == []
     after = dict(model.named_parameters())
     for name, old in before.items():
         same = torch.equal(old, after[name].detach())
@@ -192,14 +192,20 @@ def test_phase_learns_and_writes_its_checkpoint(phase1, data: Path, tiny_hf_stud
     assert metrics["mean_last_k_loss"] < metrics["first_loss"] - 0.3, metrics["loss"]
     assert metrics["samples"] == {
         "records": 8,
+        "heldout": 0,
         "replayed": 0,
         "dropped_too_long": 0,
+        "truncated_too_long": 0,
         "dropped_no_assistant": 0,
         "used": 8,
     }
+    assert metrics["chosen_step"] == 20 and metrics["heldout_loss"] == []
     assert all(n > 0 for n in metrics["loss_tokens"])
     provenance = json.loads((out / train.PHASE_DONE).read_text())
     assert provenance["parents"] == [] and provenance["seed"] == 7
+    assert provenance["selected_checkpoint"]["by"] == "last_step"
+    assert provenance["packing"] is True and provenance["phase"]["method"] == "lora"
+    assert not (out.parent / ".resume").exists()  # no checkpoint_every: no resume state
     assert provenance["phase"]["name"] == "knowledge"
     assert provenance["dataset"]["path"] == str(data) and provenance["replay"] == []
     assert provenance["base"]["architecture"] == "Gemma3ForCausalLM"
@@ -262,8 +268,10 @@ def test_second_phase_starts_from_the_first(
     # 7 records + round(0.5 * 7) = 4 replayed, minus the over-long and the answer-less one
     assert metrics["samples"] == {
         "records": 7,
+        "heldout": 0,
         "replayed": 4,
         "dropped_too_long": 1,
+        "truncated_too_long": 0,
         "dropped_no_assistant": 1,
         "used": 9,
     }
@@ -322,3 +330,253 @@ def test_plan_covers_epochs_and_honours_max_steps() -> None:
     assert len(plan) == 4 and sorted(flat) == sorted(list(range(10)) * 2)
     capped = train.plan_steps(10, _phase(max_steps=7, batch_size=4, grad_accum=1), rng)
     assert len(capped) == 7 and all(len(step) == 1 and len(step[0]) == 4 for step in capped)
+
+
+def _long_conversation() -> list[dict]:
+    # Longer than the tiny Gemma's sliding window (16 tokens): both attention kinds matter.
+    return [
+        {"role": "user", "content": "Tell me about the water cycle and the rivers, please."},
+        {"role": "assistant", "content": "Water evaporates, forms clouds and falls as rain."},
+    ]
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory) -> Path:
+    import tiny
+
+    return tiny.make_hf_llama(tmp_path_factory.mktemp("llama") / "hf")
+
+
+@pytest.mark.parametrize("family", ["gemma3", "llama"])  # eager and sdpa attention
+def test_packed_batch_gives_the_padded_batch_loss(
+    family: str, tiny_hf_student: Path, tiny_llama: Path, tokenizer
+) -> None:
+    from transformers import AutoModelForCausalLM
+
+    if family == "gemma3":
+        model, _ = train.load_tuned(tiny_hf_student, [])
+    else:  # the same 512-token vocabulary, so the Gemma tokenizer's ids serve
+        model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+        assert model.config._attn_implementation == "sdpa"
+    samples = [train.encode(tokenizer, _long_conversation())]
+    samples += [train.encode(tokenizer, _conversation(i)["messages"]) for i in (2, 6)]
+    packed = train.pack(samples)
+    assert packed["input_ids"].shape == (1, sum(len(s.input_ids) for s in samples))
+    assert packed["position_ids"][0].tolist() == [
+        p for s in samples for p in range(len(s.input_ids))
+    ]
+    with torch.no_grad():
+        padded_sum, padded_n = train.loss_at_labels(model, **train.collate(samples, 0))
+        packed_sum, packed_n = train.loss_at_labels(model, **packed)
+        # The same row with positions that do not restart: attention crosses samples.
+        crossing = dict(packed, position_ids=torch.arange(packed["input_ids"].shape[1])[None])
+        crossing_sum, _ = train.loss_at_labels(model, **crossing)
+    assert packed_n == padded_n > 0
+    assert torch.allclose(packed_sum, padded_sum, rtol=1e-5)
+    assert not torch.allclose(crossing_sum, padded_sum, rtol=1e-4)
+
+
+def test_loss_on_all_and_over_length_settings(tokenizer) -> None:
+    messages = _conversation(0)["messages"]
+    every = train.encode(tokenizer, messages, loss_on="all")
+    assert list(every.labels) == list(every.input_ids)
+    answer_only = train.encode(tokenizer, messages)
+    assert sum(lab != train.IGNORE_INDEX for lab in answer_only.labels) < len(every.labels)
+    no_answer = [{"role": "user", "content": "Nothing to answer."}]
+    assert set(train.encode(tokenizer, no_answer, loss_on="all").labels) == {train.IGNORE_INDEX}
+
+    records = [{"messages": _long_conversation()}, {"messages": messages}]
+    limit = len(train.encode(tokenizer, _long_conversation()).input_ids) - 3
+    dropped = train.DataStats()
+    kept = train.prepare_samples(tokenizer, records, limit, dropped)
+    assert len(kept) == 1 and dropped.dropped_too_long == 1 and dropped.truncated_too_long == 0
+    cut = train.DataStats()
+    both = train.prepare_samples(tokenizer, records, limit, cut, over_length="truncate")
+    assert len(both) == 2 and cut.truncated_too_long == 1 and cut.dropped_too_long == 0
+    assert len(both[0].input_ids) == limit
+    # A sample cut before its answer starts has nothing to learn: counted, not trained on.
+    short = train.DataStats()
+    assert train.prepare_samples(tokenizer, records[:1], 12, short, over_length="truncate") == []
+    assert short.truncated_too_long == 1 and short.dropped_no_assistant == 1
+    with pytest.raises(train.TrainError, match="over_length"):
+        train.prepare_samples(tokenizer, records, limit, over_length="wrap")
+
+
+def test_precision_is_bf16_only_on_a_bf16_gpu(monkeypatch) -> None:
+    assert train.mixed_precision(torch.device("cpu")) == "no"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert train.mixed_precision(torch.device("cuda", 0)) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert train.mixed_precision(torch.device("cuda", 0)) == "no"
+    assert train.make_accelerator().mixed_precision == "no"  # this machine: the CPU
+
+
+def _run(tiny_hf_student: Path, data: Path, out: Path, phase: PhaseConfig, **kw) -> dict:
+    return train.run_phase(
+        phase,
+        max_seq_len=64,
+        seed=7,
+        base_dir=tiny_hf_student,
+        parent_dirs=kw.pop("parents", []),
+        dataset=data,
+        replay=[],
+        out_dir=out,
+        **kw,
+    )
+
+
+def test_best_checkpoint_is_kept_by_heldout_loss(
+    tiny_hf_student: Path, data: Path, tmp_path: Path, monkeypatch
+) -> None:
+    real = train.heldout_loss
+    seen: list[int] = []
+
+    def scripted(model, samples, **kw):  # a held-out curve with its minimum at step 4
+        seen.append(len(samples))
+        real(model, samples, **kw)  # runs, so the real path is exercised too
+        return [3.0, 1.5, 2.0][len(seen) - 1]
+
+    monkeypatch.setattr(train, "heldout_loss", scripted)
+    phase = _phase(max_steps=6, checkpoint_every=2, heldout_fraction=0.25)
+    metrics = _run(tiny_hf_student, data, tmp_path / "best", phase)
+    assert seen == [2, 2, 2]  # 25% of 8 records, at steps 2, 4 and 6
+    assert metrics["heldout_loss"] == [
+        {"step": 2, "heldout_loss": 3.0},
+        {"step": 4, "heldout_loss": 1.5},
+        {"step": 6, "heldout_loss": 2.0},
+    ]
+    assert metrics["chosen_step"] == 4 and metrics["steps"] == 6
+    assert metrics["samples"]["heldout"] == 2 and metrics["samples"]["used"] == 6
+    chosen = json.loads((tmp_path / "best" / train.PHASE_DONE).read_text())
+    assert chosen["selected_checkpoint"] == {
+        "step": 4,
+        "of_steps": 6,
+        "by": "heldout_loss",
+        "heldout_loss": 1.5,
+        "heldout_samples": 2,
+    }
+    # The kept adapter is the one a 4-step run writes (same plan prefix, same held-out split).
+    monkeypatch.setattr(train, "heldout_loss", real)
+    _run(tiny_hf_student, data, tmp_path / "four", _phase(max_steps=4, heldout_fraction=0.25))
+    weights = train.ADAPTER_WEIGHTS
+    assert (tmp_path / "best" / weights).read_bytes() == (tmp_path / "four" / weights).read_bytes()
+
+
+KILLED_RUN = """
+import json, sys
+from pathlib import Path
+from labmake import train
+from labmake.config import LoraConfig, PhaseConfig
+args = json.loads(sys.argv[1])
+phase = PhaseConfig(**{**args["phase"], "lora": LoraConfig(**args["phase"]["lora"])})
+train.run_phase(phase, max_seq_len=64, seed=7, base_dir=Path(args["base"]), parent_dirs=[],
+                dataset=Path(args["data"]), replay=[], out_dir=Path(args["out"]))
+"""
+
+
+def test_killed_phase_resumes_to_the_same_bytes(
+    tiny_hf_student: Path, data: Path, tmp_path: Path, caplog
+) -> None:
+    import dataclasses
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    # Dropout on, so the restored RNG state matters as much as the weights and the optimizer.
+    lora = LoraConfig(r=4, alpha=8, dropout=0.1, target_modules=("q_proj", "v_proj"))
+    phase = _phase(max_steps=10, checkpoint_every=4, heldout_fraction=0.25, lora=lora)
+    whole = tmp_path / "whole" / "knowledge"
+    _run(tiny_hf_student, data, whole, phase)
+
+    out = tmp_path / "killed" / "knowledge"
+    args = {
+        "phase": dataclasses.asdict(phase),
+        "base": str(tiny_hf_student),
+        "data": str(data),
+        "out": str(out),
+    }
+    env = dict(os.environ, **{train.KILL_AT_STEP_ENV: "6"})
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, json.dumps(args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert not out.exists()
+    state = out.parent / ".resume" / "knowledge" / "state"
+    saved = json.loads((state / "progress.json").read_text())
+    assert saved["step"] == 4 and len(saved["history"]) == 4  # the checkpoint before the kill
+
+    with caplog.at_level("INFO", logger="labmake.train"):
+        _run(tiny_hf_student, data, out, phase)
+    assert "resuming at step 4 of 10" in caplog.text
+    assert not (out.parent / ".resume").exists()  # removed once the phase is written
+    for name in (train.ADAPTER_WEIGHTS, train.ADAPTER_CONFIG, train.METRICS, train.PHASE_DONE):
+        assert (out / name).read_bytes() == (whole / name).read_bytes(), name
+
+
+def test_stale_resume_state_is_not_used(
+    tiny_hf_student: Path, data: Path, tmp_path: Path, caplog
+) -> None:
+    out = tmp_path / "knowledge"
+    state = out.parent / ".resume" / "knowledge" / "state"
+    state.mkdir(parents=True)
+    (state / "progress.json").write_text(json.dumps({"fingerprint": "another run", "step": 3}))
+    with caplog.at_level("INFO", logger="labmake.train_resume"):
+        metrics = _run(tiny_hf_student, data, out, _phase(max_steps=2, checkpoint_every=1))
+    assert "starting over" in caplog.text and metrics["steps"] == 2
+    assert not (out.parent / ".resume").exists()
+
+
+def test_full_fine_tune_phase_chains_and_merges(
+    tiny_hf_student: Path, data: Path, tmp_path: Path, tokenizer
+) -> None:
+    from safetensors.torch import load_file
+
+    from labmake import export
+
+    full = tmp_path / "full"
+    metrics = _run(
+        tiny_hf_student, data, full, _phase(method="full", max_steps=3, learning_rate=1e-3)
+    )
+    base_model, _ = train.load_tuned(tiny_hf_student, [])
+    assert metrics["trainable_parameters"] == sum(p.numel() for p in base_model.parameters())
+    assert (full / train.FULL_WEIGHTS).is_file() and not (full / train.ADAPTER_WEIGHTS).exists()
+    tuned = load_file(full / train.FULL_WEIGHTS)
+    base = load_file(tiny_hf_student / "model.safetensors")
+    assert set(tuned) == set(base)
+    assert all(not torch.equal(tuned[k], base[k]) for k in base)  # every weight trained
+
+    lora = tmp_path / "lora"
+    _run(tiny_hf_student, data, lora, _phase("skills", max_steps=2), parents=[full])
+    provenance = json.loads((lora / train.PHASE_DONE).read_text())
+    assert provenance["parent_adapters"] == {"knowledge": export_hash(full / train.FULL_WEIGHTS)}
+
+    ids = torch.tensor([train.encode(tokenizer, _long_conversation()).input_ids])
+    with torch.no_grad():
+        after_full = train.load_tuned(tiny_hf_student, [full])[0](ids).logits
+        chained = train.load_tuned(tiny_hf_student, [full, lora])[0](ids).logits
+        assert not torch.allclose(after_full, chained, atol=1e-4)
+        export.merge(tiny_hf_student, [full, lora], tmp_path / "merged", {})
+        from transformers import AutoModelForCausalLM
+
+        merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")(ids).logits
+    assert torch.allclose(merged, chained, atol=1e-5)
+    # What the phases were goes into the GGUF's metadata.
+    keys = export.training_provenance(tmp_path / "merged")
+    assert keys["labmake.train.phases"] == "knowledge,skills"
+    assert keys["labmake.train.knowledge.method"] == "full"
+    assert keys["labmake.train.skills.method"] == "lora"
+    assert keys["labmake.train.knowledge.steps"] == 3 == keys["labmake.train.knowledge.chosen_step"]
+    assert keys["labmake.train.skills.train_samples"] == 8
+    assert keys["labmake.train.skills.dataset_sha256"] == export_hash(data)
+
+
+def export_hash(path: Path) -> str:
+    from labmake.io import sha256_file
+
+    return sha256_file(path)

@@ -14,6 +14,7 @@ from labmake import cli, diff, io
 from labmake.config import SeedsConfig, load
 from labmake.seeds import leaf_record
 from labmake.taxonomy import find_leaves, load_leaf
+from labmake.taxonomy_limits import estimate_tokens
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "taxonomy"
@@ -31,7 +32,7 @@ def project(tmp_path: Path) -> Path:
     params["taxonomy"]["root"] = str(root)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     for leaf in find_leaves(root):
-        record = leaf_record(load_leaf(root, leaf), SeedsConfig())
+        record = leaf_record(load_leaf(root, leaf), SeedsConfig(), estimate_tokens)
         io.write_json(tmp_path / "build" / "seeds" / f"{leaf}.json", record)
     return tmp_path
 
@@ -190,11 +191,26 @@ def test_plan_prices_new_and_changed_leaves(project, capsys):
         NEW: "new",
         SKILL: "removed",
     }
-    per_leaf = cfg.generate.requests_per_leaf
-    assert doc["totals"]["requests"] == per_leaf * 2
-    assert doc["totals"]["completion_tokens"] == per_leaf * 2 * cfg.teacher.max_tokens
+    from labmake.generate import estimate
+
+    records = {
+        leaf: leaf_record(load_leaf(project / "taxonomy", leaf), cfg.seeds, estimate_tokens)
+        for leaf in (KNOWLEDGE, NEW)
+    }
+    planned = {
+        leaf: estimate(r, cfg.generate, cfg.teacher, cfg.seed) for leaf, r in records.items()
+    }
+    # The knowledge pipeline asks one Q/A per (chunk, sample), then judges each.
+    first = [r for r in planned[KNOWLEDGE] if r.prompt.endswith("Q:")]
+    assert (
+        len(first) == len(records[KNOWLEDGE]["chunks"]) * cfg.generate.knowledge.samples_per_chunk
+    )
+    assert doc["totals"]["requests"] == sum(len(p) for p in planned.values())
+    assert doc["totals"]["completion_tokens"] == sum(
+        r.max_tokens for p in planned.values() for r in p
+    )
     for leaf in (KNOWLEDGE, NEW):
-        assert rows[leaf]["requests"] == per_leaf
+        assert rows[leaf]["requests"] == len(planned[leaf]) > 0
         assert rows[leaf]["prompt_tokens"] > 0
         assert rows[leaf]["tokens"] == rows[leaf]["prompt_tokens"] + rows[leaf]["completion_tokens"]
     assert "requests" not in rows[SKILL]

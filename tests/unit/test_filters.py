@@ -1,7 +1,7 @@
 import pytest
 
-from labmake import filters
-from labmake.config import FilterConfig
+from labmake import filters, io
+from labmake.config import FilterConfig, NearDuplicateConfig
 
 SEEDS = {
     "leaf": "knowledge/test/lighthouses",
@@ -10,6 +10,7 @@ SEEDS = {
     "seed_examples": [
         {"question": "What does a lighthouse warn ships about?", "answer": "Rocks.", "context": "c"}
     ],
+    "chunks": [],
 }
 CHUNK = (
     "The first lighthouse of Alexandria stood on the island of Pharos. Its fire burned at the top "
@@ -17,19 +18,24 @@ CHUNK = (
 )
 
 
-def record(completion: str, index: int = 0, finished: bool = True, chunk: str | None = CHUNK):
+def record(question, answer, i=0, status="kept", rejected_by=None, chunk=CHUNK):
     return {
         "leaf": SEEDS["leaf"],
         "kind": "knowledge",
-        "index": index,
-        "seed": 7,
+        "id": f"c0.s{i}",
+        "status": status,
+        "rejected_by": rejected_by,
+        "reason": None if status == "kept" else "below_threshold",
+        "pipeline": "knowledge",
+        "pipeline_version": 1,
         "teacher": "t",
-        "template": "knowledge",
-        "template_sha256": "x",
-        "marker": "Q:",
+        "seeds": {"generate_qa": 7},
+        "templates": {"generate_qa": "ab" * 32},
+        "scores": {"faithfulness": 1.0},
+        "question": question,
+        "answer": answer,
         "chunk": chunk,
-        "completion": completion,
-        "finished": finished,
+        "chunk_index": 0,
     }
 
 
@@ -47,70 +53,106 @@ def test_parse_items_multiline_and_malformed():
     assert malformed == 2  # a question without an answer, an answer without a question
 
 
-def test_parse_grounded_item():
-    items, malformed = filters.parse_items(
-        "Context:\nNotes here.\nMore.\nQ: What?\nA: This.\n---\n"
-    )
-    assert malformed == 0
-    assert items == [{"Context": "Notes here.\nMore.", "Q": "What?", "A": "This."}]
-
-
-def test_filter_keeps_grounded_and_rejects_each_kind_of_bad_sample():
-    completion = (
-        " Where did the lighthouse of Alexandria stand?\nA: On the island of Pharos.\n---\n"
-        "Q: Where did the lighthouse of Alexandria stand?\nA: On the island of Pharos.\n---\n"
-        "Q: Who painted the Mona Lisa in Florence?\nA: Leonardo painted it in Florence, Italy.\n---\n"
-        "Q: What does a lighthouse warn ships about?\nA: Rocks out at sea.\n---\n"
-        "Q: Hi?\nA: The fire burned at the top.\n---\n"
-        "Q: What could sailors see far out at sea?\n"
-    )
-    kept, stats = filters.filter_leaf(SEEDS, [record(completion)], FilterConfig())
+def test_each_rule_removes_its_kind_of_bad_sample_and_stats_count_them():
+    generated = [
+        record("Where did the lighthouse of Alexandria stand?", "On the island of Pharos.", 0),
+        record("Where did the lighthouse of Alexandria stand?", "On the island of Pharos!", 1),
+        record("Who painted the Mona Lisa in Florence?", "Leonardo painted it in Florence.", 2),
+        record("What does a lighthouse warn ships about?", "Rocks out at sea.", 3),
+        record("Hi?", "The fire burned at the top.", 4),
+        record("What burned at the top of the tower?", "As an AI, the fire burned at the top.", 5),
+        record("What did sailors see?", "The fire.", 6, status="rejected", rejected_by="keep_x"),
+    ]
+    kept, stats = filters.filter_leaf(SEEDS, generated, FilterConfig())
     assert [k["question"] for k in kept] == ["Where did the lighthouse of Alexandria stand?"]
     assert kept[0]["messages"] == [
         {"role": "user", "content": "Where did the lighthouse of Alexandria stand?"},
         {"role": "assistant", "content": "On the island of Pharos."},
     ]
-    assert kept[0]["teacher"] == "t" and kept[0]["seed"] == 7  # provenance travels
+    # Provenance travels from the generated record.
+    assert kept[0]["teacher"] == "t" and kept[0]["seeds"] == {"generate_qa": 7}
+    assert kept[0]["pipeline"] == "knowledge" and kept[0]["scores"] == {"faithfulness": 1.0}
     assert stats["removed"] == {
         "exact_duplicate": 1,
         "not_grounded_in_chunk": 1,
         "copies_a_seed": 1,
         "question_length": 1,
-        "malformed": 1,
+        "blocklist": 1,
     }
-    assert stats["kept"] == 1 and stats["candidates"] == 5
+    assert stats["removed_by_pipeline"] == {"keep_x": 1}
+    assert stats["kept"] == 1 and stats["candidates"] == 6 and stats["generated"] == 7
 
 
-def test_cut_off_last_item_is_dropped():
-    completion = " What could sailors see?\nA: The fire at the top of a tall stone tower.\n---\nQ: Where?\nA: On the isl"
-    kept, stats = filters.filter_leaf(SEEDS, [record(completion, finished=False)], FilterConfig())
-    assert len(kept) == 1 and stats["removed"]["cut_off"] == 1
+def test_blocklist_is_configurable_and_checked():
+    generated = [record("What stood on the island of Pharos?", "The lighthouse of Alexandria.")]
+    kept, _ = filters.filter_leaf(SEEDS, generated, FilterConfig(blocklist=()))
+    assert len(kept) == 1
+    kept, stats = filters.filter_leaf(SEEDS, generated, FilterConfig(blocklist=("(?i)pharos",)))
+    assert kept == [] and stats["removed"] == {"blocklist": 1}
+    with pytest.raises(ValueError, match="filter.blocklist"):
+        filters.filter_leaf(SEEDS, generated, FilterConfig(blocklist=("(unclosed",)))
 
 
 def test_templated_questions_with_new_content_are_not_duplicates():
-    a = " Write about the tall stone tower.\nA: A fire burned at the top of the tower.\n---\n"
-    b = " Write about the island of Pharos.\nA: Sailors saw it from far out at sea.\n---\n"
-    kept, stats = filters.filter_leaf(SEEDS, [record(a, 0), record(b, 1)], FilterConfig())
-    assert len(kept) == 2, stats
+    a = record("Write about the tall stone tower.", "A fire burned at the top of the tower.", 0)
+    b = record("Write about the island of Pharos.", "Sailors saw it from far out at sea.", 1)
+    for method in ("rouge_l", "minhash"):
+        cfg = FilterConfig(near_duplicate=NearDuplicateConfig(method=method, threshold=0.8))
+        kept, stats = filters.filter_leaf(SEEDS, [a, b], cfg)
+        assert len(kept) == 2, (method, stats)
 
 
-def test_near_duplicates_are_removed():
-    a = " What burned at the top of the tall stone tower?\nA: A fire burned at the top.\n---\n"
-    b = " What burned at the top of the tall stone tower then?\nA: A fire at the top of the tower.\n---\n"
-    kept, stats = filters.filter_leaf(SEEDS, [record(a, 0), record(b, 1)], FilterConfig())
+@pytest.mark.parametrize(("method", "threshold"), [("rouge_l", 0.8), ("minhash", 0.5)])
+def test_near_duplicates_are_removed(method, threshold):
+    a = record("What burned at the top of the tall stone tower?", "A fire burned at the top.", 0)
+    b = record(
+        "What burned at the top of the tall stone tower then?", "A fire burned at the top.", 1
+    )
+    cfg = FilterConfig(near_duplicate=NearDuplicateConfig(method=method, threshold=threshold))
+    kept, stats = filters.filter_leaf(SEEDS, [a, b], cfg)
     assert len(kept) == 1 and stats["removed"] == {"near_duplicate": 1}
 
 
-def test_empty_leaf_fails_loudly_and_writes_stats(tmp_path):
-    from labmake import io
+def test_minhash_is_deterministic_and_tracks_overlap():
+    words = filters.tokens("the fire of pharos burned at the top of a tall stone tower by the sea")
+    same = filters.minhash(words).jaccard(filters.minhash(list(words)))
+    half = filters.minhash(words).jaccard(filters.minhash(words[:8] + ["x", "y", "z", "w"]))
+    other = filters.minhash(words).jaccard(filters.minhash(filters.tokens("cats sleep all day")))
+    assert same == 1.0 and 0.1 < half < 0.6 and other < 0.1
 
+
+def test_empty_leaf_fails_loudly_and_writes_stats(tmp_path):
     seeds_path, gen_path = tmp_path / "s.json", tmp_path / "g.jsonl"
     io.write_json(seeds_path, SEEDS)
-    io.write_jsonl(gen_path, [record(" Who?\nA: Nobody at all here.\n---\n")])
+    io.write_jsonl(
+        gen_path,
+        [
+            record("Who?", "Nobody at all here.", 0),
+            record("Who lit it?", "A keeper.", 1, status="rejected", rejected_by="keep_faithful"),
+        ],
+    )
     with pytest.raises(filters.EmptyLeafError, match="kept 0 of 1") as err:
         filters.run(
             seeds_path, gen_path, FilterConfig(), tmp_path / "f.jsonl", tmp_path / "st.json"
         )
     assert "teacher" in str(err.value) and "params.yaml" in str(err.value)
+    assert "keep_faithful" in str(err.value)
     assert not (tmp_path / "f.jsonl").exists()
-    assert io.read_json(tmp_path / "st.json")["kept"] == 0
+    stats = io.read_json(tmp_path / "st.json")
+    assert stats["kept"] == 0 and stats["removed_by_pipeline"] == {"keep_faithful": 1}
+
+
+def test_grounded_samples_sharing_a_long_context_are_not_near_duplicates():
+    seeds = {**SEEDS, "leaf": "compositional_skills/test/notes", "kind": "skill"}
+    context = "Notes of the garden meeting. " * 20
+    a = {
+        **record("Who orders the compost?", "Ahmed orders two tonnes of compost."),
+        "context": context,
+    }
+    b = {
+        **record("Who makes the posters?", "Rosa makes posters for the fair.", 1),
+        "context": context,
+    }
+    kept, stats = filters.filter_leaf(seeds, [a, b], FilterConfig())
+    assert len(kept) == 2, stats
+    assert kept[0]["messages"][0]["content"] == f"{context}\n\nWho orders the compost?"

@@ -1,7 +1,21 @@
+"""generate -> filter -> mix with the fake teacher: the datasets a build trains on."""
+
+from __future__ import annotations
+
+import random
+
 import pytest
 
 from labmake import generate, mix
-from labmake.config import FilterConfig, GenerateConfig, MixConfig, TeacherConfig
+from labmake.config import (
+    FilterConfig,
+    FreeformCounts,
+    GenerateConfig,
+    KnowledgeCounts,
+    MixConfig,
+    MixRecipe,
+    TeacherConfig,
+)
 from labmake.filters import filter_leaf
 from labmake.testing.fake_teacher import FakeTeacher
 
@@ -21,7 +35,10 @@ KNOWLEDGE = {
     ],
     "chunks": [
         "The tower of Pharos held a fire that sailors saw from far away at night.",
-        "Later lighthouses used oil lamps, then electric lights and lenses.",
+        "Later lighthouses used oil lamps, then electric lights and glass lenses.",
+        "Keepers lived inside the towers and kept the lamps burning through storms.",
+        "Modern lighthouses run on their own and send radio signals to ships.",
+        "Some old towers became museums that visitors climb in the summer.",
     ],
 }
 SKILL = {
@@ -39,93 +56,100 @@ SKILL = {
     ],
     "chunks": [],
 }
+GEN = GenerateConfig(
+    knowledge=KnowledgeCounts(samples_per_chunk=3), freeform=FreeformCounts(questions=12)
+)
 
 
-def always(_prompt: str) -> bool:
-    return True
-
-
-def test_requests_are_deterministic_and_seeded_per_leaf_and_index():
-    gen, teacher = GenerateConfig(requests_per_leaf=6), TeacherConfig()
-    first, skipped = generate.plan_requests(KNOWLEDGE, gen, teacher, 1234, always)
-    again, _ = generate.plan_requests(KNOWLEDGE, gen, teacher, 1234, always)
-    other, _ = generate.plan_requests(KNOWLEDGE, gen, teacher, 99, always)
-    assert skipped == 0 and len(first) == 6
-    assert [p.request for p in first] == [p.request for p in again]
-    assert [p.request.seed for p in first] != [p.request.seed for p in other]
-    assert len({p.request.seed for p in first}) == 6
-    # Each knowledge prompt grounds on a chunk of this leaf and ends where the teacher continues.
-    for p in first:
-        assert p.chunk in KNOWLEDGE["chunks"] and p.chunk in p.request.prompt
-        assert p.request.prompt.endswith("Q:")
-        assert (
-            "Context 0." in p.request.prompt
-            or "Context 1." in p.request.prompt
-            or "Context" in p.request.prompt
-        )
-
-
-def test_skill_prompt_uses_the_leaf_examples():
-    planned, _ = generate.plan_requests(
-        SKILL,
-        GenerateConfig(requests_per_leaf=2, examples_per_prompt=3),
-        TeacherConfig(),
-        1,
-        always,
-    )
-    prompt = planned[0].request.prompt
-    assert prompt.startswith("Task: Give a word that rhymes.")
-    assert prompt.count("\nA: ") == 3 and prompt.endswith("Q:")
-
-
-def test_prompts_that_do_not_fit_are_shortened_then_skipped():
-    gen = GenerateConfig(requests_per_leaf=3, examples_per_prompt=5)
-    planned, skipped = generate.plan_requests(
-        SKILL, gen, TeacherConfig(), 1, lambda p: p.count("\nA: ") <= 2
-    )
-    assert skipped == 0 and all(p.request.prompt.count("\nA: ") == 2 for p in planned)
-    planned, skipped = generate.plan_requests(SKILL, gen, TeacherConfig(), 1, lambda p: False)
-    assert planned == [] and skipped == 3
-
-
-def test_template_rendering_is_strict():
-    with pytest.raises(Exception, match="task_description"):
-        generate.render("skill_freeform", examples=[])
-
-
-def test_fake_teacher_round_trip_through_filter_and_mix():
-    teacher = FakeTeacher(TeacherConfig())
-    results = {}
+@pytest.fixture(scope="module")
+def accepted() -> dict[str, list[dict]]:
+    out = {}
     for seeds in (KNOWLEDGE, SKILL):
-        planned, _ = generate.plan_requests(
-            seeds, GenerateConfig(requests_per_leaf=4), TeacherConfig(), 5, always
+        records = generate.generate_leaf(
+            seeds, GEN, TeacherConfig(), 5, FakeTeacher(TeacherConfig())
         )
-        records = generate.records(seeds, planned, teacher)
-        assert [r["index"] for r in records] == [0, 1, 2, 3]
-        assert all(r["teacher"] == "fake-for-tests:v1" and r["prompt_sha256"] for r in records)
         kept, stats = filter_leaf(seeds, records, FilterConfig(min_chunk_overlap=0.0))
-        assert (
-            kept and stats["removed"]["malformed"] >= 4 and stats["removed"]["exact_duplicate"] >= 1
-        )
-        results[seeds["leaf"]] = kept
-    datasets, stats = mix.mix(
-        [(KNOWLEDGE, results[KNOWLEDGE["leaf"]]), (SKILL, results[SKILL["leaf"]])],
-        MixConfig(eval_seeds_per_leaf=2),
-        5,
-    )
+        assert kept, stats
+        out[seeds["leaf"]] = kept
+    return out
+
+
+def _mix(accepted, cfg=None, order=(KNOWLEDGE, SKILL)):
+    cfg = cfg or MixConfig(eval_seeds_per_leaf=2)
+    return mix.mix([(s, accepted[s["leaf"]]) for s in order], cfg, 5)
+
+
+def test_mix_covers_every_leaf_holds_out_eval_and_is_order_independent(accepted, tmp_path):
+    datasets, stats = _mix(accepted)
     assert stats["sizes"]["eval"] == 4
     eval_questions = {r["question"] for r in datasets["eval"]}
     trained = {r["question"] for name in ("knowledge", "skills") for r in datasets[name]}
     assert not eval_questions & trained  # held-out items are never trained on
     assert {r["leaf"] for r in datasets["knowledge"]} == {KNOWLEDGE["leaf"]}
     assert {r["leaf"] for r in datasets["skills"]} == {SKILL["leaf"]}
-    assert len(datasets["knowledge"]) == 13 + len(results[KNOWLEDGE["leaf"]])
+    n_knowledge = len(accepted[KNOWLEDGE["leaf"]])
+    # 13 closed-book seeds, and each generated sample in both default forms.
+    assert len(datasets["knowledge"]) == 13 + 2 * n_knowledge
     for records in datasets.values():
         for r in records:
             assert [m["role"] for m in r["messages"]] == ["user", "assistant"]
-    again, _ = mix.mix(
-        [(SKILL, results[SKILL["leaf"]]), (KNOWLEDGE, results[KNOWLEDGE["leaf"]])],
-        MixConfig(eval_seeds_per_leaf=2),
-        5,
+    again, _ = _mix(accepted, order=(SKILL, KNOWLEDGE))
+    assert again == datasets
+    # What the train stage reads: datasets' json loader, straight from the file.
+    from datasets import load_dataset
+
+    from labmake import io
+
+    io.write_jsonl(tmp_path / "knowledge.jsonl", datasets["knowledge"])
+    loaded = load_dataset("json", data_files=str(tmp_path / "knowledge.jsonl"), split="train")
+    assert loaded.num_rows == len(datasets["knowledge"]) and "messages" in loaded.column_names
+
+
+def test_knowledge_forms(accepted):
+    cfg = MixConfig(knowledge_forms=("closed_book", "document", "distractors"), distractors=2)
+    datasets, _ = _mix(accepted, cfg)
+    generated = [r for r in datasets["knowledge"] if r["source"] == "generated"]
+    by_form: dict[str, list[dict]] = {}
+    for r in generated:
+        by_form.setdefault(r["form"], []).append(r)
+    assert {f: len(v) for f, v in by_form.items()} == dict.fromkeys(
+        ("closed_book", "document", "distractors"), len(accepted[KNOWLEDGE["leaf"]])
     )
-    assert again == datasets  # independent of leaf order
+    for r in by_form["closed_book"]:
+        assert r["messages"][0]["content"] == r["question"]
+    for r in by_form["document"]:
+        assert r["messages"][0]["content"] == f"{r['chunk']}\n\n{r['question']}"
+    for r in by_form["distractors"]:
+        user = r["messages"][0]["content"]
+        shown = [c for c in KNOWLEDGE["chunks"] if c in user]
+        assert r["chunk"] in shown and len(shown) == 3 and user.endswith(r["question"])
+        assert user.count("Document ") == 3
+
+
+def test_recipes_sample_exactly_and_upsample_only_when_asked(accepted):
+    n = len(accepted[SKILL["leaf"]])
+    assert n >= 3
+    smaller = MixConfig(recipes=(MixRecipe(leaves="compositional_skills/*", size=2),))
+    datasets, stats = _mix(accepted, smaller)
+    drawn = [r for r in datasets["skills"] if r["source"] == "generated"]
+    assert len(drawn) == 2 and len({r["id"] for r in drawn}) == 2  # without replacement
+    assert stats["leaves"][SKILL["leaf"]]["recipe"] == "compositional_skills/*"
+    # The knowledge leaf matched no recipe: all of its samples.
+    assert stats["leaves"][KNOWLEDGE["leaf"]]["generated_drawn"] == len(accepted[KNOWLEDGE["leaf"]])
+    bigger = MixRecipe(leaves="compositional_skills/**", size=n + 5)
+    _, stats = _mix(accepted, MixConfig(recipes=(bigger,)))
+    assert stats["leaves"][SKILL["leaf"]]["generated_drawn"] == n  # no upsampling unless asked
+    up = MixRecipe(leaves="compositional_skills/**", size=n + 5, upsample=True)
+    first_wins = MixRecipe(leaves="*", size=1)
+    datasets, stats = _mix(accepted, MixConfig(recipes=(up, first_wins)))
+    assert stats["leaves"][SKILL["leaf"]]["generated_drawn"] == n + 5
+    assert stats["leaves"][SKILL["leaf"]]["upsampled_repeats"] == 5
+    assert stats["leaves"][KNOWLEDGE["leaf"]]["generated_drawn"] == 1
+
+
+def test_draw_is_seeded():
+    samples = [{"id": i} for i in range(10)]
+    recipe = MixRecipe(leaves="*", size=4)
+    a, _ = mix.draw(samples, recipe, random.Random(1))
+    b, _ = mix.draw(samples, recipe, random.Random(1))
+    assert a == b and len(a) == 4

@@ -402,7 +402,7 @@ def test_context_window_budget(tmp_path: Path) -> None:
 
 def test_context_window_for_knowledge_counts_the_chunk(tmp_path: Path) -> None:
     write(tmp_path, KNOWLEDGE_LEAF, knowledge(), planets__md="text\n")
-    budget = PromptBudget(n_ctx=2048, max_tokens=160, examples_per_prompt=3, chunk_words=1600)
+    budget = PromptBudget(n_ctx=2048, max_tokens=160, examples_per_prompt=3, chunk_tokens=2100)
     (f,) = validate_leaf(tmp_path, KNOWLEDGE_LEAF, budget=budget)
     assert "a document chunk" in f.message
 

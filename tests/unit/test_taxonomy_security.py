@@ -242,6 +242,6 @@ def test_validation_never_opens_a_socket(tmp_path: Path, monkeypatch: pytest.Mon
 
     monkeypatch.setattr(socket, "socket", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    doc = "document:\n  repo: https://example.invalid/r.git\n  commit: abc\n  patterns: ['a.md']\n"
+    doc = "document:\n  repo: https://example.invalid/r.git\n  commit: abc1234\n  patterns: ['a.md']\n"
     put(tmp_path, KLEAF, KNOWLEDGE + doc)
     assert validate_leaf(tmp_path, KLEAF) == []

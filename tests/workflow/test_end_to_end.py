@@ -4,66 +4,20 @@ student and the deterministic fake teacher; then the incremental-rebuild plans."
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import KNOWLEDGE, SKILL, make_tiny_workdir, planned_jobs, snakemake
 
 from labmake import io
 
 pytestmark = [pytest.mark.workflow, pytest.mark.model]
 
-REPO = Path(__file__).resolve().parents[2]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-KNOWLEDGE = "knowledge/test/lighthouses"
-SKILL = "compositional_skills/test/rhymes"
-
-
-def tiny_params(student_gguf: Path) -> dict:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["student"] = {"gguf": str(student_gguf)}
-    params["teacher"] = {**params["teacher"], "backend": "fake-for-tests", "n_ctx": 1024}
-    params["generate"] = {"requests_per_leaf": 4, "examples_per_prompt": 3}
-    params["train"]["max_seq_len"] = 128
-    for phase in params["train"]["phases"]:
-        phase.update(max_steps=4, batch_size=2, learning_rate=1e-2, warmup_steps=0)
-    params["evaluate"] = {"max_new_tokens": 8, "n_threads": 1}
-    return params
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [
-        SNAKEMAKE,
-        "-s",
-        str(REPO / "Snakefile"),
-        "--profile",
-        str(REPO / "profiles/local"),
-        *args,
-    ]
-    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=900)
-
-
-def planned_jobs(workdir: Path) -> dict[str, int]:
-    """Rule -> job count of a dry run (Snakemake's "Job stats" table)."""
-    result = snakemake(workdir, "-n")
-    assert result.returncode == 0, result.stderr[-3000:]
-    text = result.stdout + result.stderr
-    if "Nothing to be done" in text:
-        return {}
-    table = text.split("Job stats:", 1)[1]
-    jobs = dict((m[0], int(m[1])) for m in re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.MULTILINE))
-    jobs.pop("total", None)
-    return jobs
-
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, tiny_student_gguf: Path) -> Path:
-    workdir = tmp_path_factory.mktemp("build")
-    shutil.copytree(REPO / "tests/data/taxonomy", workdir / "taxonomy")
-    (workdir / "params.yaml").write_text(yaml.safe_dump(tiny_params(tiny_student_gguf)))
+    workdir = make_tiny_workdir(tmp_path_factory.mktemp("build"), tiny_student_gguf)
     result = snakemake(workdir)
     assert result.returncode == 0, (result.stdout[-4000:], result.stderr[-6000:])
     return workdir
@@ -73,11 +27,11 @@ def test_seeds_generated_and_filtered(built: Path):
     seeds = io.read_json(built / f"build/seeds/{KNOWLEDGE}.json")
     assert seeds["kind"] == "knowledge" and seeds["chunks"] and len(seeds["seed_examples"]) == 15
     generated = io.read_jsonl(built / f"build/generated/{KNOWLEDGE}.jsonl")
-    assert [r["index"] for r in generated] == [0, 1, 2, 3]
+    assert {r["pipeline"] for r in generated} == {"knowledge"}
     assert {r["teacher"] for r in generated} == {"fake-for-tests:v1"}
     for leaf in (KNOWLEDGE, SKILL):
         stats = io.read_json(built / f"build/filtered/{leaf}.stats.json")
-        assert stats["removed"].get("malformed", 0) >= 4  # the fake teacher's broken items
+        assert sum(stats["removed_by_pipeline"].values()) > 0  # the judges had work to do
         samples = io.read_jsonl(built / f"build/filtered/{leaf}.jsonl")
         assert len(samples) == stats["kept"] > 0
         assert all(s["messages"][1]["content"] == s["answer"] for s in samples)
@@ -130,12 +84,23 @@ def test_report_and_manifest(built: Path):
     report = io.read_json(built / "build/eval/report.json")
     assert set(report["leaves"]) == {KNOWLEDGE, SKILL}
     nll = report["overall"]["reference_nll"]
-    assert (
-        nll["base"] > 0
-        and nll["tuned"] > 0
-        and nll["delta"] == pytest.approx(nll["tuned"] - nll["base"], abs=1e-5)
-    )
-    assert set(report["overall"]["token_f1"]) == {"Q4_K_M", "Q8_0"}
+    base, tuned = nll["models"]["base"]["mean"], nll["models"]["tuned"]["mean"]
+    assert base > 0 and tuned > 0
+    delta = nll["delta"]["tuned"]
+    assert delta["mean"] == pytest.approx(tuned - base, abs=1e-5)
+    assert delta["ci"][0] <= delta["mean"] <= delta["ci"][1]
+    # every phase is scored on its own; the last one is what the merge exported
+    assert set(nll["models"]) == {"base", "phase-knowledge", "phase-skills", "tuned"}
+    assert nll["models"]["phase-skills"]["mean"] == pytest.approx(tuned, abs=1e-2)
+    quants = yaml.safe_load((built / "params.yaml").read_text())["export"]["quantizations"]
+    answers = {"base"} | {f"gguf-{q}" for q in ["F16", *quants]}
+    assert set(report["overall"]["token_f1"]["models"]) == answers
+    assert set(report["overall"]["rouge_l"]["models"]) == answers
+    assert report["leaves"][KNOWLEDGE]["multiple_choice"]["models"]["tuned"]["n"] >= 1
+    assert "multiple_choice" not in report["leaves"][SKILL]
+    html = (built / "build/report.html").read_text(encoding="utf-8")
+    assert 'id="evaluation"' in html and 'src="http' not in html
+    assert html.count('src="data:image/svg+xml;base64,') >= 6
     manifest = io.read_json(built / "build/manifest.json")
     by_path = {f["path"]: f for f in manifest["outputs"]}
     q4 = by_path["build/model/model.Q4_K_M.gguf"]
@@ -150,5 +115,10 @@ def test_incremental_plans(built: Path):
     jobs = planned_jobs(built)
     # Only the edited leaf's branch, then the shared tail.
     assert jobs["seeds"] == jobs["generate"] == jobs["filter"] == 1
-    assert jobs["mix"] == 1 and jobs["train"] == 2 and jobs["evaluate"] == 1
+    assert jobs["mix"] == 1 and jobs["train"] == 2
+    # every model is scored again (the held-out items changed), then one report
+    params = yaml.safe_load((built / "params.yaml").read_text())
+    ggufs = {"F16", *params["export"]["quantizations"]}
+    phases = len(params["train"]["phases"])
+    assert jobs["evaluate"] == 2 + phases + len(ggufs) and jobs["report"] == 1
     assert "base_model" not in jobs

@@ -55,7 +55,8 @@ def test_example_taxonomy_builds_with_the_embedded_models(tmp_path):
         assert io.read_json(tmp_path / f"build/filtered/{leaf}.stats.json")["kept"] >= 1
     report = io.read_json(tmp_path / "build/eval/report.json")
     assert set(report["leaves"]) == set(leaves)
-    assert all(s["answers"]["Q4_K_M"] for s in report["samples"])  # the tuned GGUF answers
+    assert all(s["answers"]["gguf-Q4_K_M"] for s in report["samples"])  # the tuned GGUF answers
+    assert (tmp_path / "build/report.html").stat().st_size > 10_000
 
     from llama_cpp import Llama
 

@@ -8,13 +8,97 @@ the filters have real work to do. It is never a default: params.yaml must name i
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import random
 import re
+import sys
+from pathlib import Path
+from typing import Any
 
 from ..config import TeacherConfig
 from ..teacher import Completion, Request
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]{3,}")
+# Test-only request counter: when this names a file, every request appends one JSON line to it,
+# {"rule", "leaf", "prompt_sha256", "seed", "prompt"}, so a test can count the requests a build
+# sent per leaf. rule and leaf come from the Snakemake job running this process (null outside
+# one): a job's script runs as __main__ with a global `snakemake` object.
+REQUEST_LOG_ENV = "LABMAKE_FAKE_TEACHER_LOG"
+
+
+def _snakemake_job() -> tuple[str | None, str | None]:
+    job = getattr(sys.modules.get("__main__"), "snakemake", None)
+    if job is None:
+        return None, None
+    return getattr(job, "rule", None), getattr(getattr(job, "wildcards", None), "leaf", None)
+
+
+def _log_request(request: Request) -> None:
+    path = os.environ.get(REQUEST_LOG_ENV)
+    if not path:
+        return
+    digest = hashlib.sha256(request.prompt.encode("utf-8")).hexdigest()
+    rule, leaf = _snakemake_job()
+    line = {"rule": rule, "leaf": leaf, "prompt_sha256": digest, "seed": request.seed}
+    line["prompt"] = request.prompt
+    data = (json.dumps(line, sort_keys=True) + "\n").encode("utf-8")
+    # One write() on an O_APPEND descriptor: concurrent generate jobs never split a line.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def read_request_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The logged requests, in order; [] when nothing was logged."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in lines if line]
+
+
+# Test-only judge (labmake.evaluate's judge_answer.j2 ends with "Score:"): grades by word
+# overlap of the last "Answer:" with the last "Reference:", 1-10; an answer with no words gets
+# a reply without a number, so that tests see the unparseable path too.
+JUDGE_MARKER = "Score:"
+
+
+def _judge(prompt: str) -> Completion:
+    def last(field: str) -> set[str]:
+        line = prompt.rsplit(f"\n{field}:", 1)[-1].split("\n", 1)[0]
+        return {w.lower() for w in _WORD.findall(line)}
+
+    answer, reference = last("Answer") - {"answer"}, last("Reference")
+    if not answer:
+        return Completion(text=" cannot tell\n", finished=True)
+    overlap = len(answer & reference) / max(len(answer | reference), 1)
+    return Completion(text=f" {1 + round(9 * overlap)}\n", finished=True)
+
+
+def _sdg_answer(request: Request) -> Completion | None:
+    """labmake.sdg's one-item prompts: verdicts, 1-5 scores and open answers; None otherwise.
+
+    Verdicts pass four times in five and scores run 2-5, so the pipelines' filters have real
+    work to do while samples still survive.
+    """
+    rng = random.Random(f"sdg\x1f{request.seed}\x1f{request.prompt}")
+    tail = request.prompt.rstrip().rsplit("\n", 1)[-1]
+    if tail == "Verdict:":
+        return Completion(text=" no\n" if rng.random() < 0.2 else " yes\n", finished=True)
+    if tail == "Score:" and "\nReply:" in request.prompt:
+        return Completion(text=f" {rng.choice([2, 3, 4, 5, 5])}\n", finished=True)
+    if tail.startswith("A:"):
+        # An open answer to the question just asked, built from its words and the prompt's.
+        question = request.prompt.rstrip().rsplit("\nQ:", 1)[-1].split("\n", 1)[0]
+        words = sorted(set(_WORD.findall(request.prompt))) or ["thing"]
+        topic = " ".join(_WORD.findall(question)[-3:]) or "it"
+        answer = f"About {topic.lower()}: {rng.choice(words)} and {rng.choice(words)} fit here."
+        return Completion(text=f" {answer}\n---\n", finished=True)
+    return None
 
 
 class FakeTeacher:
@@ -29,6 +113,12 @@ class FakeTeacher:
 
     def complete(self, request: Request) -> Completion:
         self.requests_seen += 1
+        _log_request(request)
+        sdg = _sdg_answer(request)
+        if sdg is not None:
+            return sdg
+        if request.prompt.rstrip().endswith(JUDGE_MARKER):
+            return _judge(request.prompt)
         rng = random.Random(f"{request.seed}\x1f{request.prompt}")
         # The material to ground answers in: the last document of a knowledge prompt, else the
         # whole prompt.

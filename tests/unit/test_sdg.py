@@ -1,0 +1,338 @@
+"""labmake.sdg: pipelines as data, checked before any teacher call, run deterministically."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from importlib.resources import files
+
+import pytest
+
+from labmake import generate
+from labmake.config import (
+    FreeformCounts,
+    GenerateConfig,
+    GroundedCounts,
+    KnowledgeCounts,
+    TeacherConfig,
+)
+from labmake.sdg import SHIPPED, PipelineError, check, load, pipeline_for, templates
+from labmake.sdg.parse import (
+    first_item,
+    first_sentences,
+    parse_score,
+    split_items,
+    trim_cut_off,
+)
+from labmake.teacher import Completion, Request, derive_seed
+from labmake.testing.fake_teacher import FakeTeacher
+
+KNOWLEDGE = {
+    "leaf": "knowledge/test/lighthouses",
+    "kind": "knowledge",
+    "grounded": False,
+    "task_description": "Lighthouses",
+    "seed_examples": [
+        {
+            "question": f"Question {c}.{q} about towers?",
+            "answer": f"Answer {c}.{q} is a tower fact.",
+            "context": f"Context {c} about towers.",
+        }
+        for c in range(5)
+        for q in range(3)
+    ],
+    "chunks": [
+        "The tower of Pharos held a fire that sailors saw from far away at night.",
+        "Later lighthouses used oil lamps, then electric lights and lenses.",
+        "Keepers lived in the towers and kept the lamps burning through storms.",
+    ],
+}
+FREEFORM = {
+    "leaf": "compositional_skills/test/rhymes",
+    "kind": "skill",
+    "grounded": False,
+    "task_description": "Give a word that rhymes.",
+    "seed_examples": [
+        {
+            "question": f"Give a word that rhymes with {w}.",
+            "answer": f"{w} rhymes.",
+            "context": None,
+        }
+        for w in ("cat", "dog", "sun", "tree", "cake")
+    ],
+    "chunks": [],
+}
+GROUNDED = {
+    **FREEFORM,
+    "leaf": "compositional_skills/test/notes",
+    "grounded": True,
+    "task_description": "List the names in the notes.",
+    "seed_examples": [
+        {
+            "question": "Who is named?",
+            "answer": f"{n} is named.",
+            "context": f"Notes: {n} met the team on day {i}.",
+        }
+        for i, n in enumerate(("Ana", "Bo", "Cy", "Di", "Ed"))
+    ],
+}
+SMALL = GenerateConfig(
+    knowledge=KnowledgeCounts(samples_per_chunk=2),
+    freeform=FreeformCounts(questions=5),
+    grounded=GroundedCounts(contexts=3, questions_per_context=2),
+)
+
+
+class PassingTeacher:
+    """Answers every sdg prompt well-formed and passes every judge; counts requests per tail."""
+
+    identity = "passing-for-tests"
+    n_ctx = 100_000
+
+    def __init__(self) -> None:
+        self.sent: list[Request] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 4 + 1
+
+    def complete(self, request: Request) -> Completion:
+        self.sent.append(request)
+        tail = request.prompt.rsplit("\n", 1)[-1]
+        n = len(self.sent)
+        # Knowledge answers repeat their document, as a grounded answer does.
+        document = request.prompt.rsplit("Document:\n", 1)[-1].split("\n\nQ:")[0]
+        text = {
+            "Verdict:": " yes",
+            "Score:": " 5",
+            "Q:": f" Is fact {n} about the tower of Pharos true?\nA: {document} ({n})",
+            "A:": f" Sailors saw the fire of Pharos, answer {n}.",
+            "Context:": f"\nA new text number {n} about the team.",
+        }[tail.strip()]
+        return Completion(text, True)
+
+    def close(self) -> None:
+        pass
+
+
+def run(seeds, gen=SMALL, teacher=None, seed=7):
+    teacher = teacher or FakeTeacher(TeacherConfig())
+    return generate.generate_leaf(seeds, gen, TeacherConfig(), seed, teacher), teacher
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_pipeline_loads_and_checks(name):
+    pipeline = load(name)
+    check(pipeline, GenerateConfig())
+    assert pipeline.name == name and isinstance(pipeline.version, int)
+    assert pipeline.blocks[0].type == "rows"
+
+
+def test_pipeline_is_chosen_by_kind_unless_params_name_one():
+    gen = GenerateConfig()
+    assert [pipeline_for(s, gen) for s in (KNOWLEDGE, FREEFORM, GROUNDED)] == [
+        "knowledge",
+        "freeform",
+        "grounded",
+    ]
+    assert pipeline_for(KNOWLEDGE, replace(gen, pipeline="simple")) == "simple"
+    with pytest.raises(PipelineError, match="'nope' is not a pipeline"):
+        generate.pipeline_of(KNOWLEDGE, replace(gen, pipeline="nope"))
+
+
+def _write(folder, name, text):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text, encoding="utf-8")
+
+
+BASE = """name: mine
+version: 3
+outputs: [question]
+blocks:
+  - {name: rows, type: rows, per: leaf, count: 2}
+"""
+
+
+def test_check_rejects_unknown_blocks_missing_columns_and_bad_templates(tmp_path):
+    _write(tmp_path, "mine.yaml", BASE + "  - {name: x, type: teleport}\n")
+    with pytest.raises(PipelineError, match="unknown block type 'teleport'"):
+        load("mine", str(tmp_path))
+    _write(tmp_path, "mine.yaml", BASE + "  - {name: f, type: filter, column: score, min: 1}\n")
+    with pytest.raises(PipelineError, match=r"needs column\(s\) \['score'\]"):
+        check(load("mine", str(tmp_path)))
+    # A template reading a column no block writes fails the check, before any teacher call.
+    _write(tmp_path / "prompts", "q.j2", "Task: {{ task_description }}\n{{ answer }}\nQ:")
+    gen = "  - {name: g, type: generate, template: q.j2, output: text}\n"
+    _write(tmp_path, "mine.yaml", BASE + gen)
+    with pytest.raises(PipelineError, match=r"block 'g'.*\['answer'\]"):
+        check(load("mine", str(tmp_path)))
+    # StrictUndefined: an attribute missing from a placeholder example is an error too.
+    _write(tmp_path / "prompts", "q.j2", "{% for e in examples %}{{ e.rating }}{% endfor %}\nQ:")
+    with pytest.raises(PipelineError, match="does not render"):
+        check(load("mine", str(tmp_path)))
+    # Counts name params.yaml keys that must exist.
+    _write(tmp_path, "mine.yaml", BASE.replace("count: 2", "count: freeform.answers"))
+    with pytest.raises(PipelineError, match="generate.freeform.answers"):
+        check(load("mine", str(tmp_path)))
+    # YAML reads a bare yes as a boolean: judge labels must be quoted.
+    judge = "  - {name: j, type: judge, template: q.j2, output: s, labels: {yes: 1}}\n"
+    _write(tmp_path, "mine.yaml", BASE + judge)
+    with pytest.raises(PipelineError, match="quote"):
+        load("mine", str(tmp_path))
+
+
+def test_pipelines_dir_shadows_a_shipped_pipeline_and_template(tmp_path):
+    assert load("simple").source == "labmake/sdg/pipelines/simple.yaml"
+    original = files("labmake.sdg").joinpath("pipelines", "simple.yaml").read_text()
+    _write(tmp_path, "simple.yaml", original.replace("version: 1", "version: 9"))
+    _write(tmp_path / "prompts", "simple.j2", "Task: {{ task_description }}\nQ:")
+    gen = replace(SMALL, pipeline="simple", pipelines_dir=str(tmp_path), requests_per_leaf=2)
+    records, teacher = run(FREEFORM, gen)
+    assert {r["pipeline_version"] for r in records} == {9}
+    assert {r["templates"]["generate"] for r in records} == {
+        templates.sha256("simple.j2", str(tmp_path))
+    }
+
+
+def test_parse_score_reads_the_first_verdict_on_the_scale():
+    labels = {"yes": 1, "no": 0}
+    assert parse_score(" yes\n", None, labels) == 1
+    assert parse_score(" No, it is not.", None, labels) == 0
+    assert parse_score(" Yes, 3 reasons", (1, 5), labels) == 1
+    assert parse_score(" 4/5 good", (1, 5), {}) == 4
+    assert parse_score("\n\n 2 - no", (1, 5), labels) == 2
+    assert parse_score(" 9", (1, 5), {}) is None  # off the scale
+    assert parse_score(" maybe", (1, 5), labels) is None
+    assert parse_score("", (1, 5), labels) is None
+
+
+def test_items_split_on_delimiters_and_repeated_markers():
+    items, stray = split_items("Q: one?\nA: line 1\nline 2\n---\nQ: two?\nQ: three?\nA: yes")
+    assert items == [
+        {"Q": "one?", "A": "line 1\nline 2"},
+        {"Q": "two?"},
+        {"Q": "three?", "A": "yes"},
+    ]
+    assert stray == 0
+    assert first_item("Context:\nNotes.\nQ: What?\nA: This.", ("Context", "Q")) == {
+        "Context": "Notes.",
+        "Q": "What?",
+        "A": "This.",
+    }
+    assert first_item("Q: only a question", ("Q", "A")) is None
+    # A delimiter cut short by max_tokens still ends the item; bullets are content.
+    assert split_items("Q: a?\nA: - one\n- two\n--")[0] == [{"Q": "a?", "A": "- one\n- two"}]
+
+
+def test_a_cut_off_answer_keeps_its_whole_sentences():
+    assert trim_cut_off({"Q": "a?", "A": "One. Two three! And th"}) == {
+        "Q": "a?",
+        "A": "One. Two three!",
+    }
+    assert trim_cut_off({"Q": "a?", "A": "no sentence end"}) is None
+    assert first_sentences("One. Two! Three? Four", 2) == "One. Two!"
+    assert first_sentences("Only one, no end", 1) == "Only one, no end"
+
+    class CutOff(PassingTeacher):
+        def complete(self, request: Request) -> Completion:
+            done = super().complete(request)
+            if request.prompt.endswith("A:"):
+                return Completion(done.text + " Then the lamp went", False)
+            return done
+
+    records, _ = run(FREEFORM, teacher=CutOff())
+    kept = [r for r in records if r["status"] == "kept"]
+    assert kept and all(r["answer"].endswith(".") for r in kept)
+    assert not any("lamp went" in r["answer"] for r in kept)
+
+
+@pytest.mark.parametrize("seeds", [KNOWLEDGE, FREEFORM, GROUNDED], ids=lambda s: s["leaf"])
+def test_same_inputs_same_records_and_full_provenance(seeds):
+    first, _ = run(seeds)
+    again, _ = run(seeds)
+    other, _ = run(seeds, seed=8)
+    assert first == again
+    assert first != other
+    kept = [r for r in first if r["status"] == "kept"]
+    assert kept, "the fake teacher's samples must survive the judges"
+    pipeline = generate.pipeline_of(seeds, SMALL)
+    for r in first:
+        assert r["leaf"] == seeds["leaf"] and r["teacher"] == "fake-for-tests:v1"
+        assert (r["pipeline"], r["pipeline_version"]) == (pipeline.name, pipeline.version)
+        for block, seed in r["seeds"].items():
+            assert seed == derive_seed(7, seeds["leaf"], block, _row_id(r["id"], block))
+            assert re.fullmatch(r"[0-9a-f]{64}", r["templates"][block])
+    for r in kept:
+        assert r["question"] and r["answer"] and all(v is not None for v in r["scores"].values())
+
+
+def _row_id(record_id: str, block: str) -> str:
+    # The grounded pipeline fans out after its context block: that block saw the shorter id.
+    return record_id.split(".n")[0] if block == "generate_context" else record_id
+
+
+@pytest.mark.parametrize(
+    ("seeds", "first_block_requests"),
+    [(KNOWLEDGE, 3 * 2), (FREEFORM, 5), (GROUNDED, 3)],
+    ids=["knowledge", "freeform", "grounded"],
+)
+def test_counts_are_honoured_and_the_plan_prices_exactly_what_passing_samples_cost(
+    seeds, first_block_requests
+):
+    records, teacher = run(seeds, teacher=PassingTeacher())
+    planned = generate.estimate(seeds, SMALL, TeacherConfig(), 7)
+    # The first teacher block sends exactly the configured count.
+    first_template = planned[0].prompt.rsplit("\n", 1)[-1]
+    assert sum(1 for r in teacher.sent[:first_block_requests]) == first_block_requests
+    assert teacher.sent[first_block_requests - 1].prompt.endswith(first_template)
+    # With every judge passing, the plan's dry run is exact in count, seeds and token caps.
+    assert [(r.seed, r.max_tokens, r.stop) for r in planned] == [
+        (r.seed, r.max_tokens, r.stop) for r in teacher.sent
+    ]
+    assert planned[:first_block_requests] == teacher.sent[:first_block_requests]
+    if seeds is GROUNDED:
+        assert sum(r["status"] == "kept" for r in records) == 3 * 2  # contexts x questions
+
+
+def test_prompts_that_do_not_fit_lose_examples_then_are_rejected():
+    class Tight(PassingTeacher):
+        n_ctx = 0
+
+    records, teacher = run(FREEFORM, teacher=Tight())
+    assert teacher.sent == []
+    assert {(r["rejected_by"], r["reason"]) for r in records} == {
+        ("generate_question", "prompt_too_long")
+    }
+
+
+def test_knowledge_leaf_without_chunks_is_a_clear_error():
+    with pytest.raises(PipelineError, match="generate.pipeline: simple"):
+        run({**KNOWLEDGE, "chunks": []})
+
+
+def test_a_refused_request_rejects_its_row_and_the_rest_go_on():
+    class Refuses(PassingTeacher):
+        def complete(self, request: Request) -> Completion:
+            done = super().complete(request)
+            if len(self.sent) == 2:
+                return Completion("", False, error="HTTP 400: refused")
+            return done
+
+    records, _ = run(FREEFORM, teacher=Refuses())
+    refused = [r for r in records if r["reason"] == "teacher_error"]
+    assert [r["rejected_by"] for r in refused] == ["generate_question"]
+    assert sum(r["status"] == "kept" for r in records) == 4
+
+
+def test_overlap_rule_drops_ungrounded_answers_before_the_judges():
+    class Ungrounded(PassingTeacher):
+        def complete(self, request: Request) -> Completion:
+            done = super().complete(request)
+            if request.prompt.endswith("Q:"):  # the Q/A request: answer off the chunk
+                return Completion(" What is it?\nA: Purple elephants dance quietly.", True)
+            return done
+
+    records, teacher = run(KNOWLEDGE, teacher=Ungrounded())
+    assert {(r["rejected_by"], r["scores"]["chunk_overlap"]) for r in records} == {
+        ("keep_overlapping", 0.0)
+    }
+    assert not any(r.prompt.endswith("Verdict:") for r in teacher.sent)  # no judge was paid
