@@ -21,7 +21,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 def small_params() -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["generate"]["requests_per_leaf"] = 8
+    params["generate"].update(
+        knowledge={"samples_per_chunk": 2},
+        freeform={"questions": 8},
+        grounded={"contexts": 4, "questions_per_context": 2},
+    )
     params["train"]["max_seq_len"] = 192
     for phase in params["train"]["phases"]:
         phase.update(max_steps=3, batch_size=2)
