@@ -19,6 +19,15 @@ def cache_root() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "labmake"
 
 
+def _umask_mode(full: int) -> int:
+    """``full`` (0o666 files, 0o777 folders) less the process umask: what open() would give.
+    mkstemp/mkdtemp create private (0o600/0o700) entries, which would leave artifacts unreadable
+    to the rest of a team sharing a build folder."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return full & ~mask
+
+
 def dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False)
 
@@ -33,6 +42,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _umask_mode(0o666))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -82,6 +92,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(tmp, _umask_mode(0o777))
     try:
         yield tmp
         if target.exists():
