@@ -61,5 +61,11 @@ def phase_replay(wildcards):
     return [paths.dataset(d) for d in sorted(earlier)]
 
 
+def phase_evaluation(wildcards):
+    # select_by: evaluation scores the phase's checkpoints on the evaluation stage's items.
+    selects = phase_params(wildcards).get("select_by", "heldout_loss") == "evaluation"
+    return [paths.dataset("eval")] if selects else []
+
+
 def phase_params(wildcards):
     return next(p for p in config["train"]["phases"] if p["name"] == wildcards.phase)

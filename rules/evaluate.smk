@@ -1,14 +1,72 @@
 # One job per model (base, each phase, tuned, every GGUF), then the report over all of them.
 from labmake import evaluate as _evaluate
+from labmake import multiple_choice as _mc
 
 EVAL_MODELS = _evaluate.model_names(PHASES, QUANTS)
-# The report's own knobs (intervals, failing on a regression) re-run the report only.
-EVAL_PARAMS = {k: v for k, v in config.get("evaluate", {}).items() if k not in _evaluate.REPORT_KEYS}
+KNOWLEDGE_LEAVES = _mc.knowledge_leaves(TAXONOMY, LEAVES)
+# The report's own knobs (intervals, failing on a regression) re-run the report only; the
+# multiple-choice knobs reach the scoring through its data file, not as params.
+EVAL_PARAMS = {
+    k: v
+    for k, v in config.get("evaluate", {}).items()
+    if k not in _evaluate.REPORT_KEYS and k != "multiple_choice"
+}
 REPORT_PARAMS = {k: v for k, v in config.get("evaluate", {}).items() if k in _evaluate.REPORT_KEYS}
 
 
 wildcard_constraints:
     model="|".join(re.escape(m) for m in EVAL_MODELS),
+
+
+rule generate_multiple_choice:
+    # build/mc/{leaf}.jsonl: knowledge multiple choice the teacher writes from the leaf's
+    # documents (every question asked, kept ones with their options). Evaluation data only.
+    wildcard_constraints:
+        leaf="|".join(re.escape(leaf) for leaf in KNOWLEDGE_LEAVES) or "NONE",
+    input:
+        seeds=paths.SEEDS,
+        code=code(
+            "multiple_choice.py",
+            "generate.py",
+            "teacher*.py",
+            "request_cache.py",
+            "sdg/*.py",
+            "sdg/pipelines/multiple_choice.yaml",
+            "sdg/prompts/*.j2",
+            "testing/*.py",
+        ),
+    output:
+        paths.MC_LEAF,
+    params:
+        teacher=config.get("teacher", {}),
+        multiple_choice=config.get("evaluate", {}).get("multiple_choice", {}),
+        seed=config["seed"],
+    log:
+        paths.log("generate_multiple_choice", "{leaf}"),
+    benchmark:
+        paths.benchmark("generate_multiple_choice", "{leaf}"),
+    threads: CONFIG.teacher.n_threads
+    resources:
+        mem_mb=2000,
+    script:
+        "../scripts/generate_multiple_choice.py"
+
+
+rule multiple_choice:
+    # build/data/multiple_choice.jsonl: every knowledge leaf's kept questions, sorted. Not an
+    # input of mix or train: regenerating it never retrains.
+    input:
+        leaves=[paths.mc_leaf(leaf) for leaf in KNOWLEDGE_LEAVES],
+        code=code("multiple_choice.py"),
+    output:
+        paths.MULTIPLE_CHOICE,
+    log:
+        paths.log("multiple_choice"),
+    benchmark:
+        paths.benchmark("multiple_choice"),
+    localrule: True
+    script:
+        "../scripts/multiple_choice.py"
 
 
 rule evaluate:
@@ -50,6 +108,7 @@ rule report:
     # build on a regression when evaluate.fail_on_regression is true.
     input:
         eval=paths.dataset("eval"),
+        mc=paths.MULTIPLE_CHOICE,
         models=[paths.eval_model(m) for m in EVAL_MODELS],
         f16=paths.gguf("F16"),
         seeds=all_leaves(paths.SEEDS),
@@ -82,7 +141,7 @@ rule manifest:
         f16=paths.gguf("F16"),
         ggufs=[paths.gguf(q) for q in QUANTS],
         report=paths.EVAL_REPORT,
-        data=[paths.dataset(d) for d in paths.DATASETS],
+        data=[paths.dataset(d) for d in paths.DATASETS] + [paths.MULTIPLE_CHOICE],
         code=code("provenance.py", "export.py"),
     output:
         paths.MANIFEST,

@@ -10,6 +10,8 @@ rule mix:
         stats=paths.MIX_STATS,
     params:
         mix=config.get("mix", {}),
+        # Training samples asking a held-out question are dropped by the filter's measure.
+        near_duplicate=config.get("filter", {}).get("near_duplicate", {}),
         seed=config["seed"],
     log:
         paths.log("mix"),

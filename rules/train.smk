@@ -24,7 +24,8 @@ rule train:
         parents=phase_parents,
         dataset=lambda w: paths.dataset(PHASE_DATASET[w.phase]),
         replay=phase_replay,
-        code=code("train.py", "train_resume.py", "student.py"),
+        evaluation=phase_evaluation,
+        code=code("train.py", "train_resume.py", "train_launch.py", "student.py"),
     output:
         directory(paths.CHECKPOINT_DIR),
     params:
@@ -32,6 +33,9 @@ rule train:
         max_seq_len=config["train"].get("max_seq_len", 256),
         packing=config["train"].get("packing", True),
         over_length=config["train"].get("over_length", "drop"),
+        # "auto" on every machine: one process per GPU the job sees, so a laptop and a GPU
+        # node share one configuration (a count pinned here is a different build).
+        processes=config["train"].get("processes", "auto"),
         seed=config["seed"],
     log:
         paths.log("train", "{phase}"),

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from labmake import logs, mix
-from labmake.config import MixConfig, section
+from labmake.config import MixConfig, NearDuplicateConfig, section
 
 with logs.stage(snakemake.log[0], "mix"):
     mix.run(
@@ -11,4 +11,5 @@ with logs.stage(snakemake.log[0], "mix"):
         snakemake.params.seed,
         {name: Path(snakemake.output[name]) for name in ("knowledge", "skills", "eval")},
         Path(snakemake.output.stats),
+        section(NearDuplicateConfig, snakemake.params.near_duplicate, "filter.near_duplicate"),
     )

@@ -1,11 +1,11 @@
 from pathlib import Path
 
-from labmake import logs, paths, train
+from labmake import logs, paths, train, train_launch
 from labmake.config import PhaseConfig, section
 
 with logs.stage(snakemake.log[0], "train", snakemake.threads):
-    train.run_phase(
-        section(PhaseConfig, snakemake.params.phase, "train.phases"),
+    phase = section(PhaseConfig, snakemake.params.phase, "train.phases")
+    kwargs = dict(
         max_seq_len=snakemake.params.max_seq_len,
         seed=snakemake.params.seed,
         base_dir=Path(snakemake.input.base),
@@ -16,4 +16,12 @@ with logs.stage(snakemake.log[0], "train", snakemake.threads):
         packing=snakemake.params.packing,
         over_length=snakemake.params.over_length,
         resume_dir=Path(paths.RESUME_DIR.format(phase=snakemake.wildcards.phase)),
+        evaluation_items=Path(snakemake.input.evaluation) if snakemake.input.evaluation else None,
     )
+    processes = train_launch.resolve_processes(snakemake.params.processes)
+    if processes > 1 and not train_launch.in_launch():
+        train_launch.launch(
+            processes, phase, kwargs, log_file=snakemake.log[0], threads=snakemake.threads
+        )
+    else:
+        train.run_phase(phase, **kwargs)

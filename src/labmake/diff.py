@@ -282,14 +282,17 @@ def estimate_leaf(root: Path, leaf: str, cfg: BuildConfig) -> dict[str, int]:
     """Teacher requests and estimated tokens to generate this leaf's data from scratch.
 
     A dry run of the leaf's pipeline (labmake.sdg) in which every sample passes every judge:
-    an upper bound, since judges only ever remove samples before the next teacher call.
+    an upper bound, since judges only ever remove samples before the next teacher call. A
+    knowledge leaf's evaluation multiple choice (labmake.multiple_choice) is counted in.
     """
     from .generate import estimate
+    from .multiple_choice import estimate_requests
     from .seeds import leaf_record
 
     # Chunk counts from the quick token estimate: planning must not load a tokenizer.
     record = leaf_record(load_leaf(root, leaf), cfg.seeds, estimate_tokens)
     requests = estimate(record, cfg.generate, cfg.teacher, cfg.seed)
+    requests += estimate_requests(record, cfg.evaluate.multiple_choice, cfg.teacher, cfg.seed)
     prompt = sum(estimate_tokens(r.prompt) for r in requests)
     completion = sum(r.max_tokens for r in requests)
     return {

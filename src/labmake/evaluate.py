@@ -1,15 +1,17 @@
 """Stage (shared tail): did the model learn what the taxonomy teaches?
 
 Every model of the build is scored on the same held-out items of build/data/eval.jsonl (seed
-Q&A never trained on), one Snakemake job per model, each writing build/eval/{model}.json:
+Q&A and generated samples, never trained on), one Snakemake job per model, each writing
+build/eval/{model}.json:
 
 - ``base``, ``phase-{name}`` (the base with the adapters up to that phase merged in) and
   ``tuned`` (the merged model), in Hugging Face form:
   - reference NLL: mean negative log-likelihood per token of the reference answer given the
     question (the trainer's own template and masking; deterministic, no judge);
-  - knowledge multiple choice: each held-out knowledge question with its reference answer and
-    distractors (other held-out items' answers, drawn deterministically); the model "chooses"
-    the option with the lowest mean NLL, so no generation or extra teacher is needed.
+  - knowledge multiple choice: the questions of build/data/multiple_choice.jsonl, written by
+    the teacher from each knowledge leaf's documents (``labmake.multiple_choice``: one right
+    option and wrong ones); the question is the user turn, each option an assistant answer, and
+    the model "chooses" the option with the lowest mean NLL (no generation at scoring time).
 - ``base`` (the student GGUF the build started from) and ``gguf-{quant}`` (every exported GGUF,
   F16 included), in llama.cpp: the greedy answer to each question, scored by token F1 and
   ROUGE-L against the reference and, when params.yaml names a judge, a 1-10 grade from it.
@@ -22,7 +24,6 @@ worse than the base beyond the interval, on reference NLL or multiple-choice acc
 from __future__ import annotations
 
 import logging
-import random
 import re
 import time
 from collections import Counter
@@ -62,8 +63,10 @@ LOWER_IS_BETTER = {
 METRIC_NOTES = {
     "reference_nll": "mean NLL (nats/token) of the reference answer given the question; lower "
     "is better (Hugging Face weights: base, each phase, tuned)",
-    "multiple_choice": "accuracy on knowledge multiple choice (reference answer among other "
-    "items' answers; the option with the lowest mean NLL is the model's choice); higher is better",
+    "multiple_choice": "accuracy on knowledge multiple choice: questions the teacher wrote from "
+    "the knowledge leaves' documents, each with one right option and wrong ones (the teacher's, "
+    "else other questions' answers of the leaf); the option with the lowest mean NLL is the "
+    "model's choice; higher is better (Hugging Face weights)",
     "token_f1": "token F1 of the greedy answer against the reference; higher is better "
     "(llama.cpp: the student GGUF as base, every exported GGUF)",
     "rouge_l": "ROUGE-L F1 of the greedy answer against the reference; higher is better",
@@ -100,19 +103,23 @@ def model_inputs(
 ) -> dict[str, str | list[str]]:
     """The artifacts one model's evaluation reads (the rule's inputs and :func:`run_model`'s).
 
-    ``hf``: a Hugging Face folder; ``phases``: adapters merged into it in order; ``gguf``: a
-    GGUF to generate answers with. The base answers with the student GGUF itself; when that is
-    the embedded default (``student_gguf`` None) it is resolved at run time, not a DAG file.
+    ``hf``: a Hugging Face folder; ``phases``: adapters merged into it in order; ``mc``: the
+    knowledge multiple choice it answers (Hugging Face models only, so regenerating the
+    questions never re-runs a GGUF's answers); ``gguf``: a GGUF to generate answers with. The
+    base answers with the student GGUF itself; when that is the embedded default
+    (``student_gguf`` None) it is resolved at run time, not a DAG file.
     """
+    mc = paths.MULTIPLE_CHOICE
     if model == BASE:
-        return {"hf": paths.BASE_DIR, **({"gguf": student_gguf} if student_gguf else {})}
+        return {"hf": paths.BASE_DIR, "mc": mc, **({"gguf": student_gguf} if student_gguf else {})}
     if model == TUNED:
-        return {"hf": paths.MERGED_DIR}
+        return {"hf": paths.MERGED_DIR, "mc": mc}
     if model.startswith(PHASE_PREFIX) and model[len(PHASE_PREFIX) :] in phases:
         upto = list(phases)[: list(phases).index(model[len(PHASE_PREFIX) :]) + 1]
         return {
             "hf": paths.BASE_DIR,
             "phases": [paths.CHECKPOINT_DIR.format(phase=p) for p in upto],
+            "mc": mc,
         }
     if model.startswith(GGUF_PREFIX):
         return {"gguf": paths.gguf(model[len(GGUF_PREFIX) :])}
@@ -146,20 +153,10 @@ def conversation_nll(
     The scored tokens are exactly those the trainer takes its loss on (same template, same
     masking), so a lower number means the training objective generalised to these items.
     """
-    import torch
+    from .train import encode, sample_losses
 
-    from .train import collate, encode, loss_at_labels
-
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    out = []
-    with torch.no_grad():
-        for messages in conversations:
-            batch = collate([encode(tokenizer, messages)], pad_id)
-            loss, n_tokens = loss_at_labels(
-                model, batch["input_ids"], batch["attention_mask"], batch["labels"]
-            )
-            out.append(float(loss) / max(n_tokens, 1))
-    return out
+    samples = [encode(tokenizer, messages) for messages in conversations]
+    return [loss / max(n, 1) for loss, n in sample_losses(model, samples)]
 
 
 def load_model(hf_dir: Path, phase_dirs: Sequence[Path] = ()) -> tuple[Any, Any]:
@@ -183,68 +180,33 @@ def reference_nll(
 
 @dataclass(frozen=True)
 class Choice:
-    item: int  # index of the held-out knowledge item the question comes from
+    leaf: str
+    question: str
     options: tuple[str, ...]
-    correct: int  # index of the reference answer in options
+    correct: int  # index of the right option
 
 
-def _norm(text: str) -> str:
-    return " ".join(tokens(text))
+def read_choices(mc_path: Path) -> list[Choice]:
+    """The questions of build/data/multiple_choice.jsonl (see labmake.multiple_choice)."""
+    return [
+        Choice(item["leaf"], item["question"], tuple(item["options"]), int(item["correct"]))
+        for item in io.read_jsonl(mc_path)
+    ]
 
 
-def multiple_choice(items: Sequence[dict[str, Any]], n_options: int, seed: int) -> list[Choice]:
-    """One question per held-out knowledge item: its reference answer among distractors.
-
-    Distractors are other held-out items' answers: first from the same leaf (on topic, so the
-    choice takes knowing the fact, not the subject), then other knowledge leaves, then any
-    item; a deterministic draw seeded per question. Training answers are never used: the tuned
-    model has seen them, which would bias it towards a distractor. A question for which no
-    distractor exists is left out.
-    """
-    choices = []
-    for i, item in enumerate(items):
-        if item.get("kind") != "knowledge":
-            continue
-        rng = random.Random(derive_seed(seed, "multiple_choice", item["leaf"], item["question"]))
-        taken = {_norm(item["answer"])}
-        tiers: list[list[str]] = [[], [], []]
-        for j, other in enumerate(items):
-            if j == i:
-                continue
-            same_leaf = other["leaf"] == item["leaf"]
-            tier = 0 if same_leaf else 1 if other.get("kind") == "knowledge" else 2
-            tiers[tier].append(other["answer"])
-        distractors: list[str] = []
-        for tier in tiers:
-            pool = sorted(set(tier))
-            rng.shuffle(pool)
-            for answer in pool:
-                if len(distractors) == n_options - 1:
-                    break
-                if _norm(answer) and _norm(answer) not in taken:
-                    taken.add(_norm(answer))
-                    distractors.append(answer)
-        if not distractors:
-            continue
-        options = [*distractors, item["answer"]]
-        rng.shuffle(options)
-        choices.append(Choice(i, tuple(options), options.index(item["answer"])))
-    return choices
-
-
-def score_choices(
-    model: Any, tokenizer: Any, items: Sequence[dict[str, Any]], choices: Sequence[Choice]
-) -> list[dict[str, Any]]:
+def score_choices(model: Any, tokenizer: Any, choices: Sequence[Choice]) -> list[dict[str, Any]]:
+    """Per question: each option's mean NLL as the answer to it, and the model's choice."""
     out = []
     for c in choices:
-        prompt = items[c.item]["messages"][:-1]
+        prompt = {"role": "user", "content": c.question}
         nll = conversation_nll(
-            model, tokenizer, [[*prompt, {"role": "assistant", "content": o}] for o in c.options]
+            model, tokenizer, [[prompt, {"role": "assistant", "content": o}] for o in c.options]
         )
         chosen = min(range(len(nll)), key=nll.__getitem__)
         out.append(
             {
-                "item": c.item,
+                "leaf": c.leaf,
+                "question": c.question,
                 "options": list(c.options),
                 "answer": c.correct,
                 "option_nll": [round(v, 6) for v in nll],
@@ -379,13 +341,21 @@ def read_items(eval_path: Path) -> list[dict[str, Any]]:
     items = io.read_jsonl(eval_path)
     if not items:
         raise ValueError(
-            f"{eval_path}: no held-out items; set mix.eval_seeds_per_leaf >= 1 in params.yaml"
+            f"{eval_path}: no held-out items; set mix.eval_seeds_per_leaf or "
+            "mix.eval_generated_per_leaf >= 1 in params.yaml"
         )
     return items
 
 
 def items_sha256(eval_path: Path) -> str:
     return io.sha256_file(eval_path)
+
+
+def _choices_of(result: dict[str, Any]) -> list[Choice]:
+    return [
+        Choice(q["leaf"], q["question"], tuple(q["options"]), q["answer"])
+        for q in result["multiple_choice"]
+    ]
 
 
 def evaluate_model(
@@ -397,16 +367,24 @@ def evaluate_model(
     hf_dir: Path | None = None,
     phase_dirs: Sequence[Path] = (),
     gguf: Path | None = None,
+    choices: Sequence[Choice] = (),
 ) -> dict[str, Any]:
-    """One model's per-item scores (what build/eval/{model}.json holds)."""
+    """One model's per-item scores (what build/eval/{model}.json holds).
+
+    Hugging Face models (``hf_dir``) also answer the knowledge multiple-choice ``choices``.
+    """
     result: dict[str, Any] = {"model": model, "items": len(items)}
     if hf_dir is not None:
-        log.info("%s: reference NLL and multiple choice on %d items", model, len(items))
+        log.info(
+            "%s: reference NLL on %d items, multiple choice on %d questions",
+            model,
+            len(items),
+            len(choices),
+        )
         hf, tokenizer = load_model(hf_dir, phase_dirs)
         nll = conversation_nll(hf, tokenizer, [item["messages"] for item in items])
         result["reference_nll"] = [round(v, 6) for v in nll]
-        choices = multiple_choice(items, cfg.multiple_choice_options, seed)
-        result["multiple_choice"] = score_choices(hf, tokenizer, items, choices)
+        result["multiple_choice"] = score_choices(hf, tokenizer, choices)
         del hf
     if gguf is not None:
         log.info("%s: generating answers with %s", model, gguf)
@@ -460,6 +438,7 @@ def run_model(
     """Score one model (see :func:`model_inputs`) and write build/eval/{model}.json."""
     items = read_items(eval_path)
     inputs = model_inputs(model, phases, student_gguf)
+    mc_path = Path(str(inputs["mc"])) if "mc" in inputs else None
     gguf: Path | None = Path(str(inputs["gguf"])) if "gguf" in inputs else None
     if model == BASE and gguf is None:
         from .student import resolve_gguf
@@ -473,8 +452,11 @@ def run_model(
         hf_dir=Path(str(inputs["hf"])) if "hf" in inputs else None,
         phase_dirs=[Path(p) for p in inputs.get("phases", [])],
         gguf=gguf,
+        choices=read_choices(mc_path) if mc_path is not None else (),
     )
     result["items_sha256"] = items_sha256(eval_path)
+    if mc_path is not None:
+        result["multiple_choice_sha256"] = io.sha256_file(mc_path)
     io.write_json(out, result)
 
 
@@ -565,11 +547,7 @@ def _regressed(metric: str, delta: dict[str, Any]) -> bool:
 
 def _shared_choices(results: dict[str, dict[str, Any]]) -> list[Choice]:
     """The multiple-choice questions every model answered (each model's file records them)."""
-    seen: dict[str, list[Choice]] = {
-        name: [Choice(q["item"], tuple(q["options"]), q["answer"]) for q in r["multiple_choice"]]
-        for name, r in results.items()
-        if "multiple_choice" in r
-    }
+    seen = {name: _choices_of(r) for name, r in results.items() if "multiple_choice" in r}
     if not seen:
         return []
     first_name, first = next(iter(seen.items()))
@@ -596,7 +574,7 @@ def summarize(
     choices = _shared_choices(results)
     leaf_of_unit = {
         "items": [item["leaf"] for item in items],
-        "choices": [items[c.item]["leaf"] for c in choices],
+        "choices": [c.leaf for c in choices],
     }
     values = {m: per_unit(results, m) for m in LOWER_IS_BETTER}
 
@@ -615,7 +593,9 @@ def summarize(
         out["n_multiple_choice"] = sum(1 for lf in leaf_of_unit["choices"] if leaf in (None, lf))
         return out
 
-    leaves = {leaf: scores(leaf) for leaf in sorted(set(leaf_of_unit["items"]))}
+    leaves = {
+        leaf: scores(leaf) for leaf in sorted({*leaf_of_unit["items"], *leaf_of_unit["choices"]})
+    }
     overall = scores(None)
     regressions = []
     for where, block in [("overall", overall), *leaves.items()]:
@@ -654,8 +634,8 @@ def summarize(
         ),
         "multiple_choice": [
             {
-                "leaf": items[c.item]["leaf"],
-                "question": items[c.item]["question"],
+                "leaf": c.leaf,
+                "question": c.question,
                 "options": list(c.options),
                 "correct": c.correct,
                 "chosen": {
@@ -695,16 +675,24 @@ def describe_regressions(regressions: Sequence[dict[str, Any]]) -> str:
     )
 
 
-def load_results(paths_: Sequence[Path], eval_path: Path) -> dict[str, dict[str, Any]]:
-    """Every build/eval/{model}.json, checked to be scores of the current eval.jsonl."""
+def load_results(
+    paths_: Sequence[Path], eval_path: Path, mc_path: Path | None = None
+) -> dict[str, dict[str, Any]]:
+    """Every build/eval/{model}.json, checked to be scores of the current eval.jsonl (and, for
+    the models that answer multiple choice, of the current multiple_choice.jsonl)."""
     expected = items_sha256(eval_path)
+    expected_mc = io.sha256_file(mc_path) if mc_path is not None else None
     results = {}
     for path in paths_:
         result = io.read_json(path)
-        if result.get("items_sha256") != expected:
+        stale = result.get("items_sha256") != expected
+        if expected_mc is not None and "multiple_choice" in result:
+            stale = stale or result.get("multiple_choice_sha256") != expected_mc
+        if stale:
             raise ValueError(
-                f"{path}: scores another version of {eval_path}; rebuild it "
-                "(snakemake --forcerun evaluate)"
+                f"{path}: scores another version of {eval_path}"
+                + (f" or {mc_path}" if mc_path is not None else "")
+                + "; rebuild it (snakemake --forcerun evaluate)"
             )
         results[result["model"]] = result
     return results

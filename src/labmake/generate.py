@@ -14,6 +14,8 @@ sha256, judge scores. The filter stage applies the rule-based checks and counts 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,8 @@ from .config import GenerateConfig, TeacherConfig
 from .request_cache import RequestCache
 from .sdg import Context, Pipeline, check, load, pipeline_for
 from .sdg import run as run_pipeline
-from .sdg.blocks import Row
+from .sdg.blocks import Counts, Row
+from .sdg.pipeline import Result
 from .teacher import Completion, Request, Teacher, complete_all, open_teacher
 
 log = logging.getLogger(__name__)
@@ -65,16 +68,32 @@ def _completer(teacher: Teacher, cache: RequestCache | None) -> Any:
     return complete
 
 
-def generate_leaf(
+@contextmanager
+def cached_teacher(teacher_cfg: TeacherConfig) -> Iterator[tuple[Teacher, RequestCache]]:
+    """The configured teacher and the build's request cache; the teacher is closed after."""
+    teacher = open_teacher(teacher_cfg)
+    try:
+        # The request cache: a re-run (after a crash, or an edit elsewhere) re-asks nothing.
+        yield teacher, RequestCache(Path(paths.TEACHER_CACHE))
+    finally:
+        teacher.close()
+
+
+def run_with_teacher(
+    pipeline: Pipeline,
     seeds: dict[str, Any],
     gen: GenerateConfig,
     teacher_cfg: TeacherConfig,
     seed: int,
     teacher: Teacher,
     cache: RequestCache | None = None,
-) -> list[dict[str, Any]]:
-    """Run the leaf's pipeline with ``teacher``: one record per sample, kept ones first."""
-    pipeline = pipeline_of(seeds, gen)
+    counts: Counts | None = None,
+) -> Result:
+    """Run ``pipeline`` on one leaf with ``teacher`` and log each block's funnel.
+
+    ``counts``: the params section the pipeline's count names resolve against (default:
+    ``generate``).
+    """
 
     def fits(prompt: str, max_tokens: int) -> bool:
         return teacher.count_tokens(prompt) + max_tokens <= teacher.n_ctx
@@ -87,6 +106,7 @@ def generate_leaf(
         complete=_completer(teacher, cache),
         fits=fits,
         override_dir=gen.pipelines_dir,
+        counts=counts,
     )
     result = run_pipeline(pipeline, ctx)
     for step in result.flow:
@@ -98,6 +118,20 @@ def generate_leaf(
             step["kept"],
             step["rejected"],
         )
+    return result
+
+
+def generate_leaf(
+    seeds: dict[str, Any],
+    gen: GenerateConfig,
+    teacher_cfg: TeacherConfig,
+    seed: int,
+    teacher: Teacher,
+    cache: RequestCache | None = None,
+) -> list[dict[str, Any]]:
+    """Run the leaf's pipeline with ``teacher``: one record per sample, kept ones first."""
+    pipeline = pipeline_of(seeds, gen)
+    result = run_with_teacher(pipeline, seeds, gen, teacher_cfg, seed, teacher, cache)
     identity = teacher.identity
     return [record(seeds, pipeline, r, identity, True) for r in result.kept] + [
         record(seeds, pipeline, r, identity, False) for r in result.rejected
@@ -105,14 +139,20 @@ def generate_leaf(
 
 
 def estimate(
-    seeds: dict[str, Any], gen: GenerateConfig, teacher_cfg: TeacherConfig, seed: int
+    seeds: dict[str, Any],
+    gen: GenerateConfig,
+    teacher_cfg: TeacherConfig,
+    seed: int,
+    pipeline: Pipeline | None = None,
+    counts: Counts | None = None,
 ) -> list[Request]:
-    """The requests the leaf's pipeline sends at most (every row passing every judge).
+    """The requests a pipeline (default: the leaf's) sends at most (every row passing every
+    judge).
 
     A dry run of the real pipeline: the first teacher blocks' prompts are the real ones; later
     prompts carry a seed example's text where the teacher's would be.
     """
-    pipeline = pipeline_of(seeds, gen)
+    pipeline = pipeline or pipeline_of(seeds, gen)
     ctx = Context(
         seeds=seeds,
         gen=gen,
@@ -122,6 +162,7 @@ def estimate(
         fits=lambda prompt, max_tokens: True,
         override_dir=gen.pipelines_dir,
         dry=True,
+        counts=counts,
     )
     run_pipeline(pipeline, ctx)
     return ctx.log
@@ -132,13 +173,8 @@ def run(
 ) -> None:
     seeds = io.read_json(seeds_path)
     pipeline_of(seeds, gen)  # a broken pipeline fails before the teacher loads
-    teacher = open_teacher(teacher_cfg)
-    try:
-        # The request cache: a re-run (after a crash, or an edit elsewhere) re-asks nothing.
-        cache = RequestCache(Path(paths.TEACHER_CACHE))
+    with cached_teacher(teacher_cfg) as (teacher, cache):
         records = generate_leaf(seeds, gen, teacher_cfg, seed, teacher, cache)
-    finally:
-        teacher.close()
     kept = sum(r["status"] == "kept" for r in records)
     log.info(
         "%s: %d samples kept by the pipeline, %d rejected", seeds["leaf"], kept, len(records) - kept

@@ -24,11 +24,17 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def setup(log_file: str | Path | None = None, level: int = logging.INFO) -> None:
+def setup(
+    log_file: str | Path | None = None, level: int = logging.INFO, append: bool = False
+) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
+        if not append:
+            Path(log_file).write_text("", encoding="utf-8")
+        # Always opened to append: processes this one starts may add to the same file, and
+        # O_APPEND keeps their lines from overwriting each other's.
+        handlers.append(logging.FileHandler(log_file, mode="a", encoding="utf-8"))
     logging.basicConfig(
         level=level, format="%(asctime)s %(name)s: %(message)s", handlers=handlers, force=True
     )
@@ -37,9 +43,18 @@ def setup(log_file: str | Path | None = None, level: int = logging.INFO) -> None
 
 
 @contextlib.contextmanager
-def stage(log_file: str | Path | None, name: str, threads: int | None = None) -> Iterator[None]:
-    """Run one rule's body: log to its file, cap threads, turn expected errors into a message."""
-    setup(log_file)
+def stage(
+    log_file: str | Path | None,
+    name: str,
+    threads: int | None = None,
+    *,
+    append: bool = False,
+    level: int = logging.INFO,
+) -> Iterator[None]:
+    """Run one rule's body: log to its file, cap threads, turn expected errors into a message.
+
+    ``append``: a process that a rule's script started adds to the script's log."""
+    setup(log_file, level, append)
     if threads:
         os.environ["OMP_NUM_THREADS"] = str(threads)
         if "torch" in sys.modules:  # already imported by the stage's module: tell it directly

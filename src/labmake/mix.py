@@ -6,7 +6,11 @@
   right chunk among ``mix.distractors`` other chunks of the leaf, in a seeded order).
 - build/data/skills.jsonl:    skill leaves (phase 2). Replay of phase 1 happens in ONE place,
   the train stage (``train.phases[].replay_ratio``), not here.
-- build/data/eval.jsonl:      held-out seed Q&A per leaf, never trained on.
+- build/data/eval.jsonl:      per leaf, ``mix.eval_seeds_per_leaf`` seed Q&A and up to
+  ``mix.eval_generated_per_leaf`` accepted samples (at most ``mix.eval_generated_max_share``
+  of the leaf's), held out BEFORE the recipe draw, so no
+  form, no upsampled repeat, and no generated sample whose question (in its context, for
+  skills) is a near-duplicate of a held-out one (``filter.near_duplicate``) is trained on.
 ``mix.recipes`` (first matching glob wins) set how many generated samples each leaf gives:
 fewer are drawn without replacement; more only with ``upsample: true`` (with replacement).
 All in the chat ``messages`` form that ``datasets.load_dataset("json", ...)`` reads. The mix
@@ -15,15 +19,19 @@ always covers every leaf of the taxonomy, not only the ones an edit touched.
 
 from __future__ import annotations
 
+import logging
+import math
 import random
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
 from . import io
-from .config import MixConfig, MixRecipe
-from .filters import to_messages
+from .config import MixConfig, MixRecipe, NearDuplicateConfig
+from .filters import similarity, to_messages, tokens
 from .teacher import derive_seed
+
+log = logging.getLogger(__name__)
 
 
 def split_seeds(seeds: dict[str, Any], cfg: MixConfig, seed: int) -> tuple[list, list]:
@@ -36,8 +44,8 @@ def split_seeds(seeds: dict[str, Any], cfg: MixConfig, seed: int) -> tuple[list,
 
 def _record(seeds: dict[str, Any], example: dict[str, Any], source: str) -> dict[str, Any]:
     # Knowledge seeds are learnt closed-book: the question alone must recall the document's facts.
-    context = example["context"] if seeds["kind"] == "skill" else None
-    return {
+    context = example.get("context") if seeds["kind"] == "skill" else None
+    record = {
         "leaf": seeds["leaf"],
         "kind": seeds["kind"],
         "source": source,
@@ -47,6 +55,78 @@ def _record(seeds: dict[str, Any], example: dict[str, Any], source: str) -> dict
         "context": context,
         "messages": to_messages(example["question"], example["answer"], context),
     }
+    if example.get("chunk_index") is not None:
+        record["chunk_index"] = example["chunk_index"]
+    return record
+
+
+def _prompt_tokens(seeds: dict[str, Any], example: dict[str, Any]) -> list[str]:
+    """The question as evaluation asks it: alone for knowledge (closed-book), after its context
+    for skills. Comparing questions alone would call every grounded sample a duplicate: they
+    share one instruction ("List the action items...") and differ in their context."""
+    context = example.get("context") if seeds["kind"] == "skill" else None
+    return tokens(" ".join(part for part in (context, example["question"]) if part))
+
+
+def split_generated(
+    seeds: dict[str, Any],
+    accepted: list[dict[str, Any]],
+    seed_split: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    cfg: MixConfig,
+    near_duplicate: NearDuplicateConfig,
+    seed: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    """(held-out, training, dropped) accepted samples of one leaf.
+
+    Candidates are ranked by a stable hash of each sample, so a sample added elsewhere never
+    reshuffles the choice. A candidate is passed over when a training seed asks the same
+    question (it would be trained on) or when holding it out would leave the leaf no generated
+    training sample. Training samples whose question is a near-duplicate of any held-out one
+    (seed or generated) are dropped: training on them would leak the held-out answer.
+    """
+    held_seeds, train_seeds = seed_split
+    prepare, similar = similarity(near_duplicate)
+
+    def near(form: Any, others: list[Any]) -> bool:
+        return any(similar(form, other) >= near_duplicate.threshold for other in others)
+
+    forms = [prepare(_prompt_tokens(seeds, s)) for s in accepted]
+    held_seed_forms = [prepare(_prompt_tokens(seeds, s)) for s in held_seeds]
+    remaining = {i for i, form in enumerate(forms) if not near(form, held_seed_forms)}
+    train_seed_forms = [prepare(_prompt_tokens(seeds, s)) for s in train_seeds]
+    order = sorted(
+        range(len(accepted)),
+        key=lambda i: derive_seed(
+            seed, seeds["leaf"], "generated", accepted[i]["question"], accepted[i]["answer"]
+        ),
+    )
+    wanted = min(
+        cfg.eval_generated_per_leaf, math.floor(cfg.eval_generated_max_share * len(accepted))
+    )
+    held: list[int] = []
+    for i in order:
+        if len(held) >= wanted:
+            break
+        if i not in remaining or near(forms[i], train_seed_forms):
+            continue
+        leaked = {j for j in remaining - {i} if near(forms[j], [forms[i]])}
+        if len(remaining) - 1 - len(leaked) < 1:
+            continue  # keep at least one generated training sample
+        held.append(i)
+        remaining -= leaked | {i}
+    if len(held) < wanted:
+        log.warning(
+            "%s: held out %d of the %d generated samples asked (mix.eval_generated_per_leaf, "
+            "at most mix.eval_generated_max_share of %d): the leaf keeps at least one generated "
+            "training sample and never holds out a question it trains on",
+            seeds["leaf"],
+            len(held),
+            wanted,
+            len(accepted),
+        )
+    held_out = [accepted[i] for i in sorted(held)]
+    training = [accepted[i] for i in sorted(remaining)]
+    return held_out, training, len(accepted) - len(held_out) - len(training)
 
 
 def recipe_for(leaf: str, recipes: tuple[MixRecipe, ...]) -> MixRecipe | None:
@@ -93,22 +173,34 @@ def knowledge_forms(
 
 
 def mix(
-    leaves: list[tuple[dict[str, Any], list[dict[str, Any]]]], cfg: MixConfig, seed: int
+    leaves: list[tuple[dict[str, Any], list[dict[str, Any]]]],
+    cfg: MixConfig,
+    seed: int,
+    near_duplicate: NearDuplicateConfig | None = None,
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
     datasets: dict[str, list[dict[str, Any]]] = {"knowledge": [], "skills": [], "eval": []}
     per_leaf = {}
     for seeds, accepted in sorted(leaves, key=lambda pair: pair[0]["leaf"]):
         leaf = seeds["leaf"]
         held_out, training = split_seeds(seeds, cfg, seed)
+        held_generated, train_generated, dropped = split_generated(
+            seeds,
+            accepted,
+            (held_out, training),
+            cfg,
+            near_duplicate or NearDuplicateConfig(),
+            seed,
+        )
         target = "knowledge" if seeds["kind"] == "knowledge" else "skills"
         recipe = recipe_for(leaf, cfg.recipes)
         rng = random.Random(derive_seed(seed, "mix", leaf))
-        drawn, repeats = draw(accepted, recipe, rng)
+        drawn, repeats = draw(train_generated, recipe, rng)
         if target == "knowledge":
             records = [r for s in drawn for r in knowledge_forms(s, seeds["chunks"], cfg, rng)]
         else:
             records = [{**s, "form": "skill"} for s in drawn]
         datasets["eval"].extend(_record(seeds, s, "seed") for s in held_out)
+        datasets["eval"].extend(_record(seeds, s, "generated") for s in held_generated)
         datasets[target].extend(_record(seeds, s, "seed") for s in training)
         datasets[target].extend(records)
         per_leaf[leaf] = {
@@ -116,10 +208,13 @@ def mix(
             "recipe": recipe.leaves if recipe else None,
             "seed_train": len(training),
             "generated_available": len(accepted),
+            "generated_dropped_near_eval": dropped,
             "generated_drawn": len(drawn),
             "upsampled_repeats": repeats,
             "generated_records": len(records),
-            "eval": len(held_out),
+            "eval_seed": len(held_out),
+            "eval_generated": len(held_generated),
+            "eval": len(held_out) + len(held_generated),
         }
     for name, records in datasets.items():
         random.Random(derive_seed(seed, "mix", name)).shuffle(records)
@@ -134,12 +229,13 @@ def run(
     seed: int,
     outputs: dict[str, Path],
     stats_out: Path,
+    near_duplicate: NearDuplicateConfig | None = None,
 ) -> None:
     leaves = [
         (io.read_json(s), io.read_jsonl(f))
         for s, f in zip(seeds_paths, filtered_paths, strict=True)
     ]
-    datasets, stats = mix(leaves, cfg, seed)
+    datasets, stats = mix(leaves, cfg, seed, near_duplicate)
     for name, path in outputs.items():
         io.write_jsonl(path, datasets[name])
     io.write_json(stats_out, stats)

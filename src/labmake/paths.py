@@ -16,6 +16,10 @@ FILTER_STATS = "build/filtered/{leaf}.stats.json"
 DATASET = "build/data/{dataset}.jsonl"
 DATASETS = ("knowledge", "skills", "eval")
 MIX_STATS = "build/data/mix.json"
+# Knowledge multiple choice written by the teacher per knowledge leaf, and all leaves' items
+# together: evaluation data only, never an input of mix or train.
+MC_LEAF = "build/mc/{leaf}.jsonl"
+MULTIPLE_CHOICE = "build/data/multiple_choice.jsonl"
 
 BASE_DIR = "build/base"
 BASE_DONE = "build/base/labmake_base.json"
@@ -56,6 +60,10 @@ def filtered(leaf: str) -> str:
 
 def filter_stats(leaf: str) -> str:
     return FILTER_STATS.format(leaf=leaf)
+
+
+def mc_leaf(leaf: str) -> str:
+    return MC_LEAF.format(leaf=leaf)
 
 
 def dataset(name: str) -> str:

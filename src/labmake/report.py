@@ -76,6 +76,9 @@ class BuildFacts:
     funnels: list[dict[str, Any]] = field(default_factory=list)
     datasets: dict[str, int] = field(default_factory=dict)
     losses: dict[str, list[float]] = field(default_factory=dict)
+    # per phase: scores at checkpoints ({"step", "heldout_loss"[, "evaluation_nll"]}), the kept
+    # step and what chose it
+    checkpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
     timings: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -166,7 +169,15 @@ def read_build(
         metrics = Path(folder) / "metrics.json"
         if metrics.is_file():
             m = io.read_json(metrics)
-            facts.losses[m.get("phase", Path(folder).name)] = [float(v) for v in m["loss"]]
+            phase = m.get("phase", Path(folder).name)
+            facts.losses[phase] = [float(v) for v in m["loss"]]
+            done = Path(folder) / "labmake_phase.json"
+            selected = io.read_json(done).get("selected_checkpoint", {}) if done.is_file() else {}
+            facts.checkpoints[phase] = {
+                "evals": m.get("heldout_loss", []),
+                "chosen_step": m.get("chosen_step", len(m["loss"])),
+                "by": selected.get("by", "last_step"),
+            }
     facts.timings = read_timings(benchmarks) if Path(benchmarks).is_dir() else []
     return facts
 
@@ -227,15 +238,46 @@ def plot_funnels(funnels: Sequence[dict[str, Any]]) -> str | None:
     return _svg(fig)
 
 
-def plot_losses(losses: dict[str, list[float]]) -> str | None:
+def plot_losses(
+    losses: dict[str, list[float]], checkpoints: dict[str, dict[str, Any]] | None = None
+) -> str | None:
+    """Training loss per step, phases in a row; held-out loss at each checkpoint (dots) and
+    the checkpoint each phase kept (a ring)."""
     if not losses:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.2))
     start = 0
     for i, (phase, values) in enumerate(losses.items()):
+        colour = PALETTE[(i + 2) % len(PALETTE)]
         steps = list(range(start + 1, start + len(values) + 1))
-        ax.plot(steps, values, color=PALETTE[(i + 2) % len(PALETTE)], label=phase, linewidth=1.4)
+        ax.plot(steps, values, color=colour, label=phase, linewidth=1.4)
+        ckpt = (checkpoints or {}).get(phase, {})
+        held = [e for e in ckpt.get("evals", []) if "heldout_loss" in e]
+        if held:
+            xs = [start + e["step"] for e in held]
+            ys = [e["heldout_loss"] for e in held]
+            ax.plot(
+                xs,
+                ys,
+                "o--",
+                color=colour,
+                markersize=4,
+                linewidth=0.8,
+                alpha=0.8,
+                label=f"{phase}: held-out loss",
+            )
+            kept = [e for e in held if e["step"] == ckpt.get("chosen_step")]
+            if kept:
+                ax.plot(
+                    [start + kept[0]["step"]],
+                    [kept[0]["heldout_loss"]],
+                    "o",
+                    markersize=10,
+                    markerfacecolor="none",
+                    color=colour,
+                    label=f"{phase}: kept ({ckpt.get('by')})",
+                )
         if start:
             ax.axvline(start + 0.5, color="#adb5bd", linewidth=0.8, linestyle="--")
         start += len(values)
@@ -382,7 +424,7 @@ def render_html(
     ggufs = gguf_rows(results)
     plots = {
         "funnels": plot_funnels(facts.funnels),
-        "losses": plot_losses(facts.losses),
+        "losses": plot_losses(facts.losses, facts.checkpoints),
         "nll": plot_metric(report, "reference_nll", hf_models, "reference NLL (lower is better)"),
         "mc": plot_metric(report, "multiple_choice", hf_models, "multiple-choice accuracy", 1.0),
         "f1": plot_metric(report, "token_f1", answer_models, "token F1 of the answer", 1.0),
@@ -424,7 +466,8 @@ def run(
     """Aggregate every model's scores, write report.json and report.html, then (only then)
     fail on a regression when params.yaml asks for it.
 
-    ``inputs`` are the report rule's named inputs: ``eval``, ``models`` (build/eval/{model}.json),
+    ``inputs`` are the report rule's named inputs: ``eval``, ``mc`` (multiple_choice.jsonl),
+    ``models`` (build/eval/{model}.json),
     ``f16``, ``seeds``, ``filter_stats``, ``checkpoints``, ``mix_stats``.
     """
 
@@ -443,7 +486,8 @@ def run(
         params=params,
     )
     items = evaluate.read_items(eval_path)
-    results = evaluate.load_results(many("models"), eval_path)
+    mc_path = Path(str(inputs["mc"])) if inputs.get("mc") else None
+    results = evaluate.load_results(many("models"), eval_path, mc_path)
     report = evaluate.summarize(items, results, cfg, seed)
     evaluate.log_summary(report)
     io.write_json(out_json, report)

@@ -22,6 +22,7 @@ phase name: two runs with the same inputs, interrupted or not, write byte-identi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -415,9 +416,13 @@ def mixed_precision(device: torch.device) -> str:
 
 
 def make_accelerator() -> Any:
+    """The accelerator of this process: one GPU or the CPU; under a distributed launch (see
+    :mod:`labmake.train_launch`), one of several processes (NCCL on GPUs, gloo on CPUs)."""
     from accelerate import Accelerator, PartialState
 
-    return Accelerator(mixed_precision=mixed_precision(PartialState().device))
+    # cpu=True lets several CPU processes form a gloo group; without CUDA it changes nothing else.
+    cpu = not torch.cuda.is_available()
+    return Accelerator(cpu=cpu, mixed_precision=mixed_precision(PartialState(cpu=cpu).device))
 
 
 @dataclass(frozen=True)
@@ -430,43 +435,79 @@ class StepStats:
 @dataclass
 class TrainResult:
     history: list[StepStats]
-    evals: list[dict[str, Any]]  # {"step", "heldout_loss"} at every checkpoint
+    evals: list[dict[str, Any]]  # {"step", "heldout_loss"[, "evaluation_nll"]} per checkpoint
     chosen_step: int  # the step whose weights the model holds on return
     resumed_from: int  # the step a saved state was resumed at; 0 for a fresh start
 
 
-def heldout_loss(
-    model: Any,
-    samples: Sequence[Sample],
-    *,
-    pad_id: int,
-    packing: bool,
-    batch_size: int,
-    accelerator: Any,
-) -> float:
-    """Mean cross-entropy per labelled token over ``samples`` (no gradients, eval mode)."""
-    was_training = model.training
-    model.eval()
-    total, tokens = 0.0, 0
+def label_count(sample: Sample) -> int:
+    """Tokens that carry loss in ``sample`` (the first token is never predicted)."""
+    return sum(1 for label in sample.labels[1:] if label != IGNORE_INDEX)
+
+
+def sample_losses(
+    model: Any, samples: Sequence[Sample], accelerator: Any | None = None
+) -> list[tuple[float, int]]:
+    """Per sample: the summed NLL of its labelled tokens and their number (no gradients).
+
+    One sample per forward, unpadded, so every value is exact and independent of batching.
+    With several processes each scores every n-th sample on its own copy of the weights (the
+    unwrapped module: no collective per forward, so uneven shares cannot hang) and the sums
+    are then shared, so every process returns the same list.
+    """
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+    net = accelerator.unwrap_model(model) if accelerator else model
+    device = accelerator.device if accelerator else next(net.parameters()).device
+    autocast = accelerator.autocast if accelerator else contextlib.nullcontext
+    was_training = net.training
+    net.eval()
+    sums = torch.zeros((2, len(samples)), dtype=torch.float64)
     with torch.no_grad():
-        for i in range(0, len(samples), batch_size):
-            batch = _to(make_batch(samples[i : i + batch_size], pad_id, packing), accelerator)
-            with accelerator.autocast():
-                loss_sum, n = loss_at_labels(model, **batch)
-            total += float(loss_sum)
-            tokens += n
-    model.train(was_training)
-    return total / max(tokens, 1)
+        for i in range(rank, len(samples), world):
+            batch = collate([samples[i]], pad_id=0)  # one sample: nothing is padded
+            with autocast():
+                loss, n = loss_at_labels(net, **_to(batch, device))
+            sums[0, i], sums[1, i] = float(loss), n
+    net.train(was_training)
+    if world > 1:
+        sums = accelerator.reduce(sums.to(accelerator.device), "sum").cpu()
+    return [(float(loss), int(n)) for loss, n in zip(sums[0], sums[1], strict=True)]
 
 
-def _to(batch: dict[str, torch.Tensor | None], accelerator: Any) -> dict[str, Any]:
-    return {k: v.to(accelerator.device) if v is not None else None for k, v in batch.items()}
+def heldout_loss(model: Any, samples: Sequence[Sample], *, accelerator: Any = None) -> float:
+    """Mean cross-entropy per labelled token over ``samples`` (the training objective)."""
+    losses = sample_losses(model, samples, accelerator)
+    return sum(loss for loss, _ in losses) / max(sum(n for _, n in losses), 1)
+
+
+def evaluation_nll(model: Any, samples: Sequence[Sample], *, accelerator: Any = None) -> float:
+    """The evaluation stage's headline score: the mean over items of each reference answer's
+    mean NLL per token (what build/eval/report.json's overall reference_nll averages)."""
+    per_item = [loss / n for loss, n in sample_losses(model, samples, accelerator) if n]
+    return sum(per_item) / max(len(per_item), 1)
+
+
+def _to(batch: dict[str, torch.Tensor | None], device: Any) -> dict[str, Any]:
+    return {k: v.to(device) if v is not None else None for k, v in batch.items()}
 
 
 def checkpoint_steps(n_steps: int, every: int | None) -> set[int]:
     """Steps after which the state is saved and the held-out loss taken; always the last."""
     steps = set(range(every, n_steps + 1, every)) if every else set()
     return steps | {n_steps}
+
+
+def process_share(micro_batches: Sequence[Sequence[int]], rank: int, world: int) -> list[list[int]]:
+    """This process's part of one optimizer step: every micro-batch dealt out round-robin.
+
+    Each process gets as many micro-batches as the step has (some may be empty when a
+    micro-batch has fewer samples than there are processes), so all run the same number of
+    backward passes, as DDP requires. One process gets the whole step.
+    """
+    return [list(idx[rank::world]) for idx in micro_batches]
+
+
+SELECT_KEYS = {"heldout_loss": "heldout_loss", "evaluation": "evaluation_nll"}
 
 
 def train(
@@ -478,6 +519,7 @@ def train(
     pad_id: int,
     packing: bool = True,
     heldout: Sequence[Sample] = (),
+    evaluation: Sequence[Sample] = (),
     accelerator: Any | None = None,
     resume: ResumeStore | None = None,
     on_step: Callable[[int, StepStats], None] | None = None,
@@ -485,14 +527,22 @@ def train(
     """Run the planned optimizer steps on the trainable weights of ``model``.
 
     At every checkpoint step (``phase.checkpoint_every``, and the last step) the loss on
-    ``heldout`` is taken and, with ``resume``, the whole state saved. On return the model holds
-    the weights of the step with the lowest held-out loss (the last step without held-out
-    samples). A state found in ``resume`` is restored first and training continues from it;
-    the result is the same, bit for bit, as a run never stopped.
+    ``heldout`` (and, with ``phase.select_by: evaluation``, the evaluation score on
+    ``evaluation``) is taken and, with ``resume``, the whole state saved. On return the model
+    holds the weights of the best checkpoint by ``phase.select_by`` (the last step when there is
+    nothing to score). A state found in ``resume`` is restored first and training continues
+    from it; the result is the same, bit for bit, as a run never stopped.
+
+    With several processes (a distributed launch) each step's samples are shared out by
+    :func:`process_share`; every process scales its loss so that the averaged gradient equals
+    the one-process gradient of the whole step: the same training, N times the throughput.
     """
     from transformers import get_constant_schedule_with_warmup
 
     accelerator = accelerator or make_accelerator()
+    rank, world = accelerator.process_index, accelerator.num_processes
+    select_key = SELECT_KEYS[phase.select_by]
+    scored = evaluation if phase.select_by == "evaluation" else heldout
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         params, lr=phase.learning_rate, betas=(0.9, 0.95), weight_decay=0.0
@@ -510,50 +560,65 @@ def train(
     model.train()
     checkpoints = checkpoint_steps(len(plan), phase.checkpoint_every)
     for step in range(progress.step + 1, len(plan) + 1):
-        batches = [make_batch([samples[i] for i in idx], pad_id, packing) for idx in plan[step - 1]]
-        # Normalise by the whole step's token count so grad_accum gives the same gradient
-        # as one big batch.
-        step_tokens = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches)
-        total = 0.0
-        for batch in batches:
-            with accelerator.autocast():
-                loss_sum, _ = loss_at_labels(model, **_to(batch, accelerator))
-            accelerator.backward(loss_sum / step_tokens)
-            total += float(loss_sum.detach())
+        step_plan = plan[step - 1]
+        # Normalise by the whole step's token count (all processes) so grad_accum and the
+        # number of processes give the same gradient as one big batch.
+        step_tokens = sum(label_count(samples[i]) for idx in step_plan for i in idx)
+        local = torch.zeros(2, dtype=torch.float64)  # this process's loss sum, input tokens
+        share = process_share(step_plan, rank, world)
+        for k, idx in enumerate(share):
+            # An empty share still runs (on a sample, weighted 0): DDP's gradient all-reduce
+            # needs every process in every backward.
+            batch = make_batch([samples[i] for i in (idx or step_plan[k][:1])], pad_id, packing)
+            # Gradients are all-reduced once per step, after the last micro-batch.
+            sync = k == len(share) - 1
+            with contextlib.nullcontext() if sync else accelerator.no_sync(model):
+                with accelerator.autocast():
+                    loss_sum, _ = loss_at_labels(model, **_to(batch, accelerator.device))
+                # DDP averages gradients over processes: scale by their number to get the sum.
+                accelerator.backward(loss_sum * world / step_tokens if idx else loss_sum * 0.0)
+            if idx:
+                local[0] += float(loss_sum.detach())
+                mask = batch["attention_mask"]
+                local[1] += int(batch["input_ids"].numel() if mask is None else mask.sum())
         accelerator.clip_grad_norm_(params, MAX_GRAD_NORM)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
+        if world > 1:
+            local = accelerator.reduce(local.to(accelerator.device), "sum").cpu()
         stats = StepStats(
-            loss=total / step_tokens,
+            loss=float(local[0]) / step_tokens,
             loss_tokens=step_tokens,
-            input_tokens=sum(
-                int(
-                    b["input_ids"].numel()
-                    if b["attention_mask"] is None
-                    else b["attention_mask"].sum()
-                )
-                for b in batches
-            ),
+            input_tokens=int(local[1]),
         )
         progress.step = step
         progress.history.append(dataclasses.asdict(stats))
         if step in checkpoints:
-            if heldout:
-                value = heldout_loss(
-                    model,
-                    heldout,
-                    pad_id=pad_id,
-                    packing=packing,
-                    batch_size=phase.batch_size,
-                    accelerator=accelerator,
-                )
-                value = round(value, 6)  # as stored, so a resumed run compares the same numbers
-                progress.evals.append({"step": step, "heldout_loss": value})
-                if progress.best_step is None or value < _eval_at(progress, progress.best_step):
+            if scored:
+                # Rounded as stored, so a resumed run compares the same numbers.
+                entry: dict[str, Any] = {"step": step}
+                if heldout:
+                    entry["heldout_loss"] = round(
+                        heldout_loss(model, heldout, accelerator=accelerator), 6
+                    )
+                if phase.select_by == "evaluation":
+                    entry["evaluation_nll"] = round(
+                        evaluation_nll(model, evaluation, accelerator=accelerator), 6
+                    )
+                progress.evals.append(entry)
+                value = entry[select_key]
+                if progress.best_step is None or value < _eval_at(
+                    progress, progress.best_step, select_key
+                ):
                     progress.best_step = step
                     best = trainable_state(accelerator.unwrap_model(model))
-                log.info("phase %s: step %d held-out loss %.4f", phase.name, step, value)
+                log.info(
+                    "phase %s: step %d %s",
+                    phase.name,
+                    step,
+                    ", ".join(f"{k} {v:.4f}" for k, v in entry.items() if k != "step"),
+                )
             if resume and phase.checkpoint_every:
                 if accelerator.is_main_process:  # one writer when several processes train
                     resume.save(
@@ -574,8 +639,8 @@ def train(
     )
 
 
-def _eval_at(progress: Progress, step: int) -> float:
-    return next(e["heldout_loss"] for e in progress.evals if e["step"] == step)
+def _eval_at(progress: Progress, step: int, key: str) -> float:
+    return next(e[key] for e in progress.evals if e["step"] == step)
 
 
 # --------------------------------------------------------------------------- one phase
@@ -623,6 +688,31 @@ def _kill_hook() -> Callable[[int], None]:
     return hook
 
 
+def _evaluation_samples(
+    phase: PhaseConfig, tokenizer: Any, items_path: Path | None
+) -> tuple[list[Sample], dict[str, Any] | None]:
+    """The evaluation items that pick the checkpoint (``select_by: evaluation``), encoded as
+    the evaluation stage scores them (whole conversation, loss on the reference answer)."""
+    if phase.select_by != "evaluation":
+        return [], None
+    items = read_dataset(Path(items_path)) if items_path else []
+    if not items:
+        raise TrainError(
+            f"phase '{phase.name}': select_by: evaluation needs the held-out items of "
+            f"{items_path or 'build/data/eval.jsonl'}, and there are none. Set "
+            "mix.eval_seeds_per_leaf or mix.eval_generated_per_leaf >= 1 in params.yaml, or "
+            "select_by: heldout_loss"
+        )
+    log.warning(
+        "phase %s: the checkpoint is chosen on the evaluation items, so the report's score of "
+        "this phase (and of the tuned model) is optimistic",
+        phase.name,
+    )
+    samples = [encode(tokenizer, item["messages"]) for item in items]
+    entry = {"path": str(items_path), "sha256": sha256_file(Path(items_path)), "items": len(items)}
+    return samples, entry
+
+
 def run_phase(
     phase: PhaseConfig,
     *,
@@ -636,6 +726,7 @@ def run_phase(
     packing: bool = True,
     over_length: str = "drop",
     resume_dir: Path | None = None,
+    evaluation_items: Path | None = None,
 ) -> dict[str, Any]:
     """Train one phase from the base plus its parents; write ``out_dir``.
 
@@ -643,7 +734,10 @@ def run_phase(
     ``metrics.json`` and, last, ``labmake_phase.json`` (provenance). In-progress state goes to
     ``resume_dir`` (default: ``.resume/<out_dir's name>`` beside ``out_dir``) every
     ``checkpoint_every`` steps; a re-run after a crash resumes from it, and it is removed when
-    the phase is done. Returns the metrics.
+    the phase is done. With ``phase.select_by: evaluation``, ``evaluation_items`` (the
+    evaluation stage's build/data/eval.jsonl) scores every checkpoint. Run under a distributed
+    launch (:mod:`labmake.train_launch`), every process calls this; the first one writes.
+    Returns the metrics.
     """
     import peft
     from transformers import __version__ as transformers_version
@@ -689,6 +783,7 @@ def run_phase(
     samples = prepare_samples(tokenizer, own + replayed, max_seq_len, stats, **prep)
     heldout = prepare_samples(tokenizer, held, max_seq_len, stats, **prep)
     stats.used, stats.heldout = len(samples), len(heldout)
+    evaluation, evaluation_entry = _evaluation_samples(phase, tokenizer, evaluation_items)
     log.info(
         "phase %s: %d records (%d held out) + %d replayed -> %d training samples; over "
         "max_seq_len=%d: %d dropped, %d truncated; %d without an assistant turn dropped",
@@ -720,7 +815,8 @@ def run_phase(
     accelerator = make_accelerator()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info(
-        "phase %s: %s, %d steps x %d samples, %d trainable parameters, device %s, precision %s",
+        "phase %s: %s, %d steps x %d samples, %d trainable parameters, device %s, precision %s, "
+        "%d process(es)",
         phase.name,
         phase.method,
         len(plan),
@@ -728,6 +824,7 @@ def run_phase(
         trainable,
         accelerator.device,
         accelerator.mixed_precision,
+        accelerator.num_processes,
     )
 
     parent_weights = {_phase_name(p): sha256_file(phase_weights(p)) for p in parent_dirs}
@@ -748,6 +845,7 @@ def run_phase(
                 "parents": parent_weights,
                 "dataset": dataset_entry["sha256"],
                 "replay": [e["sha256"] for e in replay_entries],
+                "evaluation": evaluation_entry and evaluation_entry["sha256"],
                 "labmake": __version__,
             }
         ),
@@ -756,7 +854,10 @@ def run_phase(
     started = time.monotonic()
     last = [started]
     kill_hook = _kill_hook()
-    with track(f"train {phase.name}", len(plan), loss="-", tok_s="-") as advance:
+    # One progress display: the first process speaks for all.
+    shown = accelerator.is_main_process
+    bar = track(f"train {phase.name}", len(plan), loss="-", tok_s="-") if shown else None
+    with bar or contextlib.nullcontext(lambda **_: None) as advance:
 
         def on_step(step: int, s: StepStats) -> None:
             now = time.monotonic()
@@ -773,6 +874,7 @@ def run_phase(
             pad_id=pad_id,
             packing=packing,
             heldout=heldout,
+            evaluation=evaluation,
             accelerator=accelerator,
             resume=resume,
             on_step=on_step,
@@ -808,6 +910,7 @@ def run_phase(
         "trainable_parameters": trainable,
     }
     chosen_eval = next((e for e in result.evals if e["step"] == result.chosen_step), None)
+    select_key = SELECT_KEYS[phase.select_by]
     provenance = {
         "phase": dataclasses.asdict(phase),
         "parents": [_phase_name(p) for p in parent_dirs],
@@ -816,6 +919,8 @@ def run_phase(
         "base_dir": str(base_dir),
         "dataset": dataset_entry,
         "replay": replay_entries,
+        "evaluation_items": evaluation_entry,
+        "processes": accelerator.num_processes,
         "seed": seed,
         "max_seq_len": max_seq_len,
         "packing": packing,
@@ -823,9 +928,17 @@ def run_phase(
         "selected_checkpoint": {
             "step": result.chosen_step,
             "of_steps": len(plan),
-            "by": "heldout_loss" if chosen_eval else "last_step",
-            "heldout_loss": chosen_eval["heldout_loss"] if chosen_eval else None,
+            "by": select_key if chosen_eval else "last_step",
+            "heldout_loss": chosen_eval.get("heldout_loss") if chosen_eval else None,
             "heldout_samples": stats.heldout,
+            **(
+                {
+                    "evaluation_nll": chosen_eval["evaluation_nll"] if chosen_eval else None,
+                    "evaluation_items": len(evaluation),
+                }
+                if phase.select_by == "evaluation"
+                else {}
+            ),
         },
         "versions": {
             "labmake": __version__,
@@ -850,6 +963,6 @@ def run_phase(
         metrics["mean_last_k_loss"],
         result.chosen_step,
         len(plan),
-        f", held-out loss {chosen_eval['heldout_loss']:.4f}" if chosen_eval else "",
+        f", {select_key} {chosen_eval[select_key]:.4f}" if chosen_eval else "",
     )
     return metrics

@@ -55,17 +55,35 @@ def test_one_model_scores_likelihoods_answers_and_judge(tiny_hf_student, tiny_st
     cfg = EvaluateConfig(
         max_new_tokens=6, n_threads=1, judge=TeacherConfig(backend="fake-for-tests")
     )
+    # Generated knowledge multiple choice (labmake.multiple_choice writes these).
+    choices = [
+        evaluate.Choice("k", "Which word rhymes with cat?", ("Dog", "Hat", "Sun"), 1),
+        evaluate.Choice("k", "Which word rhymes with dog?", ("Log", "Cup"), 0),
+    ]
     result = evaluate.evaluate_model(
-        "base", items, cfg, 3, hf_dir=tiny_hf_student, gguf=tiny_student_gguf
+        "base", items, cfg, 3, hf_dir=tiny_hf_student, gguf=tiny_student_gguf, choices=choices
     )
     assert result["reference_nll"] == [
         round(v, 6) for v in evaluate.reference_nll(tiny_hf_student, items)
     ]
-    # one multiple-choice question per knowledge item, each the other's distractor
-    assert [q["item"] for q in result["multiple_choice"]] == [0, 1]
-    for q in result["multiple_choice"]:
-        assert len(q["option_nll"]) == 2
+    # every generated question answered: each option's NLL as the answer to the question alone
+    assert [q["question"] for q in result["multiple_choice"]] == [c.question for c in choices]
+    from labmake.train import load_tuned
+
+    model, tokenizer = load_tuned(tiny_hf_student, [])
+    for q, c in zip(result["multiple_choice"], choices, strict=True):
+        assert q["options"] == list(c.options) and q["answer"] == c.correct
+        expected = evaluate.conversation_nll(
+            model,
+            tokenizer,
+            [
+                [{"role": "user", "content": c.question}, {"role": "assistant", "content": o}]
+                for o in c.options
+            ],
+        )
+        assert q["option_nll"] == [round(v, 6) for v in expected]
         assert q["chosen"] == q["option_nll"].index(min(q["option_nll"]))
+        assert q["correct"] == (q["chosen"] == c.correct)
     assert len(result["answers"]) == 2 and all(isinstance(a, str) for a in result["answers"])
     for metric in ("token_f1", "rouge_l"):
         assert all(0.0 <= v <= 1.0 for v in result[metric])
@@ -77,7 +95,7 @@ def test_one_model_scores_likelihoods_answers_and_judge(tiny_hf_student, tiny_st
     assert result["timing"]["completion_tokens"] > 0
     # same inputs, same scores (timings aside)
     again = evaluate.evaluate_model(
-        "base", items, cfg, 3, hf_dir=tiny_hf_student, gguf=tiny_student_gguf
+        "base", items, cfg, 3, hf_dir=tiny_hf_student, gguf=tiny_student_gguf, choices=choices
     )
     assert {k: v for k, v in again.items() if k != "timing"} == {
         k: v for k, v in result.items() if k != "timing"

@@ -192,18 +192,28 @@ def test_plan_prices_new_and_changed_leaves(project, capsys):
         SKILL: "removed",
     }
     from labmake.generate import estimate
+    from labmake.multiple_choice import estimate_requests
 
     records = {
         leaf: leaf_record(load_leaf(project / "taxonomy", leaf), cfg.seeds, estimate_tokens)
         for leaf in (KNOWLEDGE, NEW)
     }
     planned = {
-        leaf: estimate(r, cfg.generate, cfg.teacher, cfg.seed) for leaf, r in records.items()
+        leaf: estimate(r, cfg.generate, cfg.teacher, cfg.seed)
+        + estimate_requests(r, cfg.evaluate.multiple_choice, cfg.teacher, cfg.seed)
+        for leaf, r in records.items()
     }
+    # A knowledge leaf's evaluation multiple choice is priced too: per (chunk, question), a
+    # question, a judge verdict and the wrong options.
+    mc = [r for r in planned[KNOWLEDGE] if r.prompt.endswith("Wrong:")]
+    assert (
+        len(mc)
+        == len(records[KNOWLEDGE]["chunks"]) * cfg.evaluate.multiple_choice.questions_per_chunk
+    )
     # The knowledge pipeline asks one Q/A per (chunk, sample), then judges each.
     first = [r for r in planned[KNOWLEDGE] if r.prompt.endswith("Q:")]
-    assert (
-        len(first) == len(records[KNOWLEDGE]["chunks"]) * cfg.generate.knowledge.samples_per_chunk
+    assert len(first) == len(records[KNOWLEDGE]["chunks"]) * (
+        cfg.generate.knowledge.samples_per_chunk + cfg.evaluate.multiple_choice.questions_per_chunk
     )
     assert doc["totals"]["requests"] == sum(len(p) for p in planned.values())
     assert doc["totals"]["completion_tokens"] == sum(

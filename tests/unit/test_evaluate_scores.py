@@ -47,25 +47,15 @@ def test_token_f1_and_rouge_l():
     assert evaluate.rouge_l("The cat sat.", "the cat sat") == 1.0
 
 
-def test_multiple_choice_is_deterministic_and_prefers_the_same_leaf():
-    choices = evaluate.multiple_choice(ITEMS, 3, seed=7)
-    assert choices == evaluate.multiple_choice(ITEMS, 3, seed=7)
-    assert [c.item for c in choices] == [0, 1, 2]  # knowledge items only
-    for c in choices:
-        assert len(c.options) == 3 and len(set(c.options)) == 3
-        assert c.options[c.correct] == ITEMS[c.item]["answer"]
-    first = choices[0]
-    # The other answer of the same leaf is always a distractor; the rest come from other leaves.
-    assert ITEMS[1]["answer"] in first.options
-    # Knowledge leaves are preferred to skills.
-    assert ITEMS[3]["answer"] not in first.options
-    # Positions of the right answer vary with the seed, not always last.
-    corrects = {c.correct for s in range(20) for c in evaluate.multiple_choice(ITEMS, 3, s)}
-    assert len(corrects) > 1
-
-
-def test_multiple_choice_skips_questions_without_distractors():
-    assert evaluate.multiple_choice(ITEMS[:1], 4, seed=1) == []
+def test_choices_are_read_from_the_generated_file(tmp_path: Path):
+    path = tmp_path / "multiple_choice.jsonl"
+    path.write_text(
+        '{"leaf": "knowledge/a", "question": "Which colour?", "options": ["Blue", "Red"], '
+        '"correct": 1, "id": "c0.s0"}\n'
+    )
+    assert evaluate.read_choices(path) == [
+        evaluate.Choice("knowledge/a", "Which colour?", ("Blue", "Red"), 1)
+    ]
 
 
 def test_bootstrap_interval():
@@ -124,9 +114,17 @@ def test_judge_answers_counts_unparseable_as_missing():
 
 
 def results(base_nll, tuned_nll, base_mc, tuned_mc, judge=None) -> dict:
+    # Multiple-choice questions: two of leaf K1, one of K2 (written from their documents).
     def mc(correct):
         return [
-            {"item": i, "options": ["a", "b"], "answer": 0, "option_nll": [1.0, 2.0], "chosen": 0}
+            {
+                "leaf": ITEMS[i]["leaf"],
+                "question": f"Generated question {i}?",
+                "options": ["a", "b"],
+                "answer": 0,
+                "option_nll": [1.0, 2.0],
+                "chosen": 0,
+            }
             | {"correct": c}
             for i, c in correct
         ]
@@ -187,7 +185,16 @@ def test_summary_means_deltas_and_intervals():
         {"leaf": K2, "metric": "reference_nll", "delta": 0.5, "ci": [0.5, 0.5]}
     ]
     assert report["improved_leaves"] == [K1, S]
-    assert report["multiple_choice"][0]["chosen"] == {"base": 0, "tuned": 0}
+    assert report["leaves"][K1]["n_multiple_choice"] == 2
+    assert report["leaves"][K1]["multiple_choice"]["models"]["base"]["mean"] == 0.0
+    assert report["leaves"][K2]["multiple_choice"]["models"]["base"]["mean"] == 1.0
+    assert report["multiple_choice"][0] == {
+        "leaf": K1,
+        "question": "Generated question 0?",
+        "options": ["a", "b"],
+        "correct": 0,
+        "chosen": {"base": 0, "tuned": 0},
+    }
     assert report["samples"][0]["answers"] == {"base": "x", "gguf-Q8_0": ITEMS[0]["answer"]}
     assert "timing" not in str(report)  # timings never reach report.json
     assert evaluate.summarize(ITEMS, res, CFG, seed=5) == report  # deterministic
@@ -241,9 +248,11 @@ def test_model_names_and_inputs():
     assert inputs == {
         "hf": "build/base",
         "phases": ["build/checkpoints/knowledge", "build/checkpoints/skills"],
+        "mc": "build/data/multiple_choice.jsonl",
     }
     assert evaluate.model_inputs("base", ["knowledge"], "s.gguf") == {
         "hf": "build/base",
+        "mc": "build/data/multiple_choice.jsonl",
         "gguf": "s.gguf",
     }
     assert evaluate.model_inputs("gguf-Q8_0", [], None) == {"gguf": "build/model/model.Q8_0.gguf"}

@@ -55,18 +55,43 @@ def model_result(name: str, eval_path: Path, **scores) -> dict:
     return {"model": name, "items": 3, "items_sha256": io.sha256_file(eval_path), **scores}
 
 
+# Knowledge multiple choice as labmake.multiple_choice writes it (from the leaf's documents).
+MC_ITEMS = [
+    {
+        "leaf": K1,
+        "id": f"c{i}.s0",
+        "chunk_index": i,
+        "question": question,
+        "options": ["Red", "Blue"],
+        "correct": correct,
+        "option_sources": ["answer", "teacher"] if correct == 0 else ["teacher", "answer"],
+    }
+    for i, (question, correct) in enumerate(
+        [("Which colour is the harbour lamp?", 0), ("Which colour is the sea at dusk?", 1)]
+    )
+]
+
+
 @pytest.fixture
 def build(tmp_path: Path) -> dict:
     b = tmp_path / "build"
     eval_path = b / "data/eval.jsonl"
     io.write_jsonl(eval_path, ITEMS)
-    options = [ITEMS[0]["answer"], ITEMS[1]["answer"]]
+    mc_path = b / "data/multiple_choice.jsonl"
+    io.write_jsonl(mc_path, MC_ITEMS)
     mc = [
-        {"item": 0, "options": options, "answer": 0, "option_nll": [1.0, 2.0], "chosen": 0},
-        {"item": 1, "options": options, "answer": 1, "option_nll": [1.0, 2.0], "chosen": 0},
+        {
+            "leaf": q["leaf"],
+            "question": q["question"],
+            "options": q["options"],
+            "answer": q["correct"],
+            "option_nll": [1.0, 2.0],
+            "chosen": 0,
+            "correct": q["correct"] == 0,
+        }
+        for q in MC_ITEMS
     ]
-    for question in mc:
-        question["correct"] = question["chosen"] == question["answer"]
+    mc_sha = {"multiple_choice_sha256": io.sha256_file(mc_path)}
     gguf_scores = {
         "answers": ["The lamp is red.", "<script>alert(1)</script>", "Hat."],
         "token_f1": [1.0, 0.0, 0.5],
@@ -81,15 +106,20 @@ def build(tmp_path: Path) -> dict:
             eval_path,
             reference_nll=[3.0, 3.5, 4.0],
             multiple_choice=mc,
+            **mc_sha,
             **{**gguf_scores, "token_f1": [0.2, 0.0, 0.1], "rouge_l": [0.2, 0.0, 0.1]},
             gguf={"file": "student.gguf", "bytes": 2_000_000},
             timing={"tokens_per_s": 30.0, "completion_tokens": 24, "seconds": 0.8},
         ),
         "phase-knowledge": model_result(
-            "phase-knowledge", eval_path, reference_nll=[2.5, 3.0, 4.0], multiple_choice=mc
+            "phase-knowledge",
+            eval_path,
+            reference_nll=[2.5, 3.0, 4.0],
+            multiple_choice=mc,
+            **mc_sha,
         ),
         "tuned": model_result(
-            "tuned", eval_path, reference_nll=[2.0, 2.5, 3.0], multiple_choice=mc
+            "tuned", eval_path, reference_nll=[2.0, 2.5, 3.0], multiple_choice=mc, **mc_sha
         ),
         "gguf-Q8_0": model_result(
             "gguf-Q8_0",
@@ -130,7 +160,13 @@ def build(tmp_path: Path) -> dict:
     checkpoints = []
     for phase, losses in (("knowledge", [3.0, 2.5, 2.0]), ("skills", [2.2, 1.8])):
         checkpoints.append(b / f"checkpoints/{phase}")
-        io.write_json(checkpoints[-1] / "metrics.json", {"phase": phase, "loss": losses})
+        evals = [{"step": 2, "heldout_loss": 2.6}, {"step": len(losses), "heldout_loss": 2.7}]
+        metrics = {"phase": phase, "loss": losses, "heldout_loss": evals, "chosen_step": 2}
+        io.write_json(checkpoints[-1] / "metrics.json", metrics)
+        by = "evaluation_nll" if phase == "skills" else "heldout_loss"
+        io.write_json(
+            checkpoints[-1] / "labmake_phase.json", {"selected_checkpoint": {"step": 2, "by": by}}
+        )
     io.write_json(b / "data/mix.json", {"sizes": {"eval": 3, "knowledge": 10, "skills": 8}})
     bench = b / "benchmarks"
     for rule, name, seconds in (
@@ -145,6 +181,7 @@ def build(tmp_path: Path) -> dict:
     write_gguf_metadata(b / "model.F16.gguf")
     inputs = {
         "eval": str(eval_path),
+        "mc": str(mc_path),
         "models": [str(p) for p in models],
         "f16": str(b / "model.F16.gguf"),
         "seeds": [str(p) for p in seeds],
@@ -218,8 +255,23 @@ def test_report_html_is_self_contained_with_every_section(build):
     for expected in (K1, S, "fake-for-tests:v1", "model.Q8_0.gguf", "a_new_filter", "knowledge"):
         assert expected in text
     assert "<script>alert(1)</script>" in text  # shown as text
+    # Each phase's kept checkpoint and what chose it, in the table and the loss plot's legend.
+    assert "heldout loss" in text and "evaluation nll" in text
+    loss_plot = next(i for i in page.images if "loss" in (i.get("alt") or ""))
+    assert base64.b64decode(loss_plot["src"].split(",", 1)[1]).count(b"<path") > 10
+    # The multiple-choice questions are the generated ones, with where they come from.
+    assert "Which colour is the harbour lamp?" in text
+    assert "written by the teacher from the knowledge leaves' documents" in " ".join(text.split())
+    assert rep["overall"]["n_multiple_choice"] == 2
+    assert rep["leaves"][K1]["multiple_choice"]["models"]["tuned"]["mean"] == 0.5
     # the funnel adds up: kept + every removal = items
     assert "17" in text or "13" in text
+
+
+def test_scores_of_another_multiple_choice_file_are_refused(build):
+    io.write_jsonl(build["inputs"]["mc"], MC_ITEMS[:1])
+    with pytest.raises(ValueError, match="multiple_choice.jsonl"):
+        run(build, EvaluateConfig(bootstrap_resamples=200))
 
 
 def test_report_is_deterministic_apart_from_timings(build):

@@ -48,6 +48,30 @@ def test_mix_holds_out_eval_items(built: Path):
     assert {r["leaf"] for r in data["skills"]} == {SKILL}
 
 
+def test_multiple_choice_is_written_from_the_knowledge_documents(built: Path):
+    from labmake.filters import content_overlap
+    from labmake.sdg.blocks import option_key
+
+    assert not (built / f"build/mc/{SKILL}.jsonl").exists()  # skills get no multiple choice
+    records = io.read_jsonl(built / f"build/mc/{KNOWLEDGE}.jsonl")
+    assert {r["pipeline"] for r in records} == {"multiple_choice"}
+    items = io.read_jsonl(built / "build/data/multiple_choice.jsonl")
+    assert items and len(items) == sum(r["status"] == "kept" for r in records)
+    chunks = io.read_json(built / f"build/seeds/{KNOWLEDGE}.json")["chunks"]
+    for item in items:
+        assert item["leaf"] == KNOWLEDGE and item["teacher"] == "fake-for-tests:v1"
+        assert item["chunk"] == chunks[item["chunk_index"]]
+        right = item["options"][item["correct"]]
+        assert content_overlap(right, item["chunk"]) >= 0.5  # grounded in its chunk
+        assert len({option_key(o) for o in item["options"]}) == len(item["options"]) >= 2
+        assert item["option_sources"][item["correct"]] == "answer"
+        assert all(
+            s == "teacher" or s.startswith("leaf:")
+            for i, s in enumerate(item["option_sources"])
+            if i != item["correct"]
+        )
+
+
 def test_training_moved_adapter_and_not_base(built: Path):
     from safetensors.torch import load_file
 
@@ -96,8 +120,17 @@ def test_report_and_manifest(built: Path):
     answers = {"base"} | {f"gguf-{q}" for q in ["F16", *quants]}
     assert set(report["overall"]["token_f1"]["models"]) == answers
     assert set(report["overall"]["rouge_l"]["models"]) == answers
-    assert report["leaves"][KNOWLEDGE]["multiple_choice"]["models"]["tuned"]["n"] >= 1
+    mc_items = io.read_jsonl(built / "build/data/multiple_choice.jsonl")
+    mc = report["leaves"][KNOWLEDGE]["multiple_choice"]
+    assert mc["models"]["tuned"]["n"] == len(mc_items) >= 1
+    assert set(mc["models"]) == {"base", "phase-knowledge", "phase-skills", "tuned"}
     assert "multiple_choice" not in report["leaves"][SKILL]
+    # The report's questions are the generated ones, with every HF model's choice recorded.
+    assert [q["question"] for q in report["multiple_choice"]] == [i["question"] for i in mc_items]
+    for q, item in zip(report["multiple_choice"], mc_items, strict=True):
+        assert q["options"] == item["options"] and q["correct"] == item["correct"]
+        assert set(q["chosen"]) == set(mc["models"])
+        assert all(0 <= c < len(q["options"]) for c in q["chosen"].values())
     html = (built / "build/report.html").read_text(encoding="utf-8")
     assert 'id="evaluation"' in html and 'src="http' not in html
     assert html.count('src="data:image/svg+xml;base64,') >= 6
@@ -110,11 +143,30 @@ def test_report_and_manifest(built: Path):
 
 def test_incremental_plans(built: Path):
     assert planned_jobs(built) == {}  # nothing changed: nothing to do
+    # Multiple choice is evaluation data only: new questions re-score the Hugging Face models
+    # (not the GGUFs' answers) and never retrain.
+    params_path = built / "params.yaml"
+    original = params_path.read_text()
+    params = yaml.safe_load(original)
+    params["evaluate"]["multiple_choice"] = {"questions_per_chunk": 1, "options": 3}
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    phases = len(params["train"]["phases"])
+    jobs = planned_jobs(built)
+    jobs.pop("all", None)
+    assert jobs == {
+        "generate_multiple_choice": 1,
+        "multiple_choice": 1,
+        "evaluate": 2 + phases,
+        "report": 1,
+        "manifest": 1,
+    }
+    params_path.write_text(original)
     qna = built / "taxonomy" / KNOWLEDGE / "qna.yaml"
     qna.write_text(qna.read_text() + "\n")
     jobs = planned_jobs(built)
     # Only the edited leaf's branch, then the shared tail.
     assert jobs["seeds"] == jobs["generate"] == jobs["filter"] == 1
+    assert jobs["generate_multiple_choice"] == jobs["multiple_choice"] == 1
     assert jobs["mix"] == 1 and jobs["train"] == 2
     # every model is scored again (the held-out items changed), then one report
     params = yaml.safe_load((built / "params.yaml").read_text())

@@ -9,11 +9,13 @@ Types: ``rows`` (the source: per chunk or per leaf, with few-shot examples), ``g
 teacher call that writes text), ``parse`` (read marked fields out of that text), ``judge``
 (a teacher call that writes a verdict, parsed to a score), ``overlap`` (share of a text's
 content words found in another column: a rule-based grounding score), ``filter`` (keep rows
-whose value is within bounds), ``dedup`` (exact duplicates of some columns).
+whose value is within bounds), ``dedup`` (exact duplicates of some columns), ``options`` (a
+multiple-choice question's wrong options, split and made distinct).
 """
 
 from __future__ import annotations
 
+import difflib
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -25,6 +27,10 @@ from ..teacher import Completion, Request, derive_seed
 from . import parse, templates
 
 Row = dict[str, Any]
+# What a pipeline's count names resolve against: (the params.yaml section's name, its typed
+# config). The SDG pipelines count in ``generate``; the multiple-choice one in
+# ``evaluate`` (``multiple_choice.questions_per_chunk``).
+Counts = tuple[str, Any]
 _TAIL = re.compile("(" + "|".join(parse.MARKERS) + "):")
 
 
@@ -45,6 +51,10 @@ class Context:
     override_dir: str | None = None
     dry: bool = False  # plan only: no teacher; every row survives with typical values
     log: list[Request] = field(default_factory=list)  # dry runs: the requests it would send
+    counts: Counts | None = None  # None: count names are generate.* keys
+
+    def count_root(self) -> Counts:
+        return self.counts or ("generate", self.gen)
 
     @property
     def leaf(self) -> str:
@@ -73,21 +83,21 @@ def _reject(row: Row, block: str, reason: str) -> Row:
     return {**row, "_rejected_by": block, "_reason": reason}
 
 
-def _resolve_count(value: Any, gen: GenerateConfig | None, where: str) -> int:
-    """An int, or a dotted name into params.yaml's generate section (``freeform.questions``)."""
+def _resolve_count(value: Any, counts: Counts | None, where: str) -> int:
+    """An int, or a dotted name into a params.yaml section (``freeform.questions``)."""
+    section, target = counts if counts is not None else ("generate", GenerateConfig())
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if not isinstance(value, str):
-        raise PipelineError(f"{where}: a count must be an integer or a generate.* name")
-    target: Any = gen if gen is not None else GenerateConfig()
+        raise PipelineError(f"{where}: a count must be an integer or a {section}.* name")
     for part in value.split("."):
         if not hasattr(target, part):
             raise PipelineError(
-                f"{where}: generate.{value} is not a key of params.yaml's generate section"
+                f"{where}: {section}.{value} is not a key of params.yaml's {section} section"
             )
         target = getattr(target, part)
     if not isinstance(target, int) or isinstance(target, bool):
-        raise PipelineError(f"{where}: generate.{value} is not an integer")
+        raise PipelineError(f"{where}: {section}.{value} is not an integer")
     return target
 
 
@@ -123,8 +133,8 @@ class Block:
     def template_names(self) -> list[str]:
         return []
 
-    def counts(self, gen: GenerateConfig | None) -> None:
-        """Resolve the block's counts against the generate section (raises PipelineError)."""
+    def counts(self, counts: Counts | None) -> None:
+        """Resolve the block's counts against a params section (raises PipelineError)."""
 
     def run(self, rows: list[Row], ctx: Context) -> tuple[list[Row], list[Row]]:
         raise NotImplementedError
@@ -158,8 +168,8 @@ class RowsBlock(Block):
         values.update(chunk="<chunk>", chunk_index=0)
         return values
 
-    def counts(self, gen: GenerateConfig | None) -> None:
-        self.count = _resolve_count(self.spec["count"], gen, self.where)
+    def counts(self, counts: Counts | None) -> None:
+        self.count = _resolve_count(self.spec["count"], counts, self.where)
 
     def _examples(self, ctx: Context, rng: random.Random) -> list[Any]:
         wanted = ctx.gen.examples_per_prompt
@@ -182,7 +192,7 @@ class RowsBlock(Block):
         return examples[:wanted]
 
     def run(self, rows: list[Row], ctx: Context) -> tuple[list[Row], list[Row]]:
-        self.counts(ctx.gen)
+        self.counts(ctx.count_root())
         chunks = ctx.seeds.get("chunks") or []
         if self.spec["per"] == "chunk":
             if not chunks:
@@ -283,8 +293,8 @@ class GenerateBlock(_TeacherBlock):
     def produces(self) -> set[str]:
         return {self.spec["output"]}
 
-    def counts(self, gen: GenerateConfig | None) -> None:
-        self.n = _resolve_count(self.spec["n"], gen, self.where) if "n" in self.spec else None
+    def counts(self, counts: Counts | None) -> None:
+        self.n = _resolve_count(self.spec["n"], counts, self.where) if "n" in self.spec else None
 
     def _fan_out(self, rows: list[Row], ctx: Context) -> list[Row]:
         if self.n is None:
@@ -292,7 +302,7 @@ class GenerateBlock(_TeacherBlock):
         return [{**row, "_id": f"{row['_id']}.n{k}"} for row in rows for k in range(self.n)]
 
     def run(self, rows: list[Row], ctx: Context) -> tuple[list[Row], list[Row]]:
-        self.counts(ctx.gen)
+        self.counts(ctx.count_root())
         asked, completions, rejected = self._ask(rows, ctx)
         out = self.spec["output"]
         # _finished False: the teacher hit max_tokens, so the last item written may be cut off.
@@ -494,6 +504,103 @@ class DedupBlock(Block):
         return kept, rejected
 
 
+_BULLET = re.compile(r"^(?:(?:[-*\u2022]|\(?[A-Da-d1-9][.)])\s+)+")  # "- ", "(b) ", "2. "
+
+
+def option_key(text: str) -> str:
+    """What makes two multiple-choice options the same: their content words, in order.
+
+    Case, punctuation, articles and other stop words do not count ("The Red Sea." is "red sea");
+    an option made only of stop words keeps all its words.
+    """
+    from ..filters import _STOPWORDS, tokens  # filters imports sdg: import late
+
+    words = tokens(text)
+    return " ".join([w for w in words if w not in _STOPWORDS] or words)
+
+
+def _within(x: set[str], y: set[str]) -> bool:
+    # Spelling variants count as the same word ("movable", "moveable").
+    return all(w in y or difflib.get_close_matches(w, y, n=1, cutoff=0.85) for w in x)
+
+
+def same_option(a: str, b: str) -> bool:
+    """Whether two options say the same: the content words of one hold all of the other's
+    ("He made movable type" and "In Mainz, he made moveable type.")."""
+    x, y = set(option_key(a).split()), set(option_key(b).split())
+    return _within(x, y) or _within(y, x)
+
+
+def split_options(text: str) -> list[str]:
+    """Options one per line; on a single line, separated by semicolons.
+
+    When the first line is a bullet ("- ..."), only the run of bullets counts: a base teacher
+    often goes on with prose after its list.
+    """
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if lines and _BULLET.match(lines[0].strip()):
+        end = next((i for i, ln in enumerate(lines) if not _BULLET.match(ln.strip())), len(lines))
+        lines = lines[:end]
+    return lines if len(lines) > 1 else lines[0].split(";") if lines else []
+
+
+class OptionsBlock(Block):
+    """Split ``wrong`` (options one per line, or ``;``-separated) into the list ``output``.
+
+    Kept: distinct options (by :func:`option_key`) that are not the ``answer`` in other words:
+    one whose content words all occur in the answer, or that holds all of the answer's, would
+    make two options correct (a small teacher often restates the answer as a "wrong" one).
+    With ``source`` (the chunk), an option whose content words all occur in it is dropped too:
+    copied from the document, it is likely true. Rows are never dropped here: a question short
+    of wrong options is filled later from its leaf's other answers.
+    """
+
+    type = "options"
+    allowed = frozenset({"answer", "wrong", "output", "max_words", "source"})
+    required = frozenset({"answer", "wrong", "output"})
+
+    def needs(self, override_dir: str | None) -> set[str]:
+        return {self.spec["answer"], self.spec["wrong"]} | (
+            {self.spec["source"]} if "source" in self.spec else set()
+        )
+
+    def produces(self) -> set[str]:
+        return {self.spec["output"]}
+
+    def placeholders(self) -> dict[str, Any]:
+        return {self.spec["output"]: ["<wrong 1>", "<wrong 2>"]}
+
+    def _usable(self, option: str, answer: str, source: set[str] | None) -> bool:
+        words = set(option_key(option).split())
+        if not words or same_option(option, answer):
+            return False
+        return source is None or not words <= source
+
+    def run(self, rows: list[Row], ctx: Context) -> tuple[list[Row], list[Row]]:
+        max_words = int(self.spec.get("max_words", 12))
+        kept = []
+        for row in rows:
+            if ctx.dry:
+                kept.append({**row, self.spec["output"]: [ctx.typical("A")] * 3})
+                continue
+            answer = row[self.spec["answer"]] or ""
+            source = (
+                set(option_key(row[self.spec["source"]] or "").split())
+                if "source" in self.spec
+                else None
+            )
+            options: list[str] = []
+            for raw in split_options(row[self.spec["wrong"]] or ""):
+                option = _BULLET.sub("", raw.strip()).strip().rstrip(".").strip()
+                # A long "option" is the teacher rambling on, not a choice.
+                if len(option.split()) > max_words or not self._usable(option, answer, source):
+                    continue
+                if not any(same_option(option, o) for o in options):
+                    options.append(option)
+            kept.append({**row, self.spec["output"]: options})
+        return kept, []
+
+
 REGISTRY: dict[str, type[Block]] = {
     cls.type: cls
     for cls in (
@@ -504,6 +611,7 @@ REGISTRY: dict[str, type[Block]] = {
         OverlapBlock,
         FilterBlock,
         DedupBlock,
+        OptionsBlock,
     )
 }
 

@@ -1,7 +1,8 @@
 """Strict parsers for what a few-shot base teacher writes: items and judge verdicts.
 
-An item is a run of ``Marker: value`` fields (``Context:``, ``Q:``, ``A:``, ``Document:``); a
-field's value runs until the next marker, so answers may span lines. Items end at a ``---``
+An item is a run of ``Marker: value`` fields (``Context:``, ``Q:``, ``A:``, ``Document:``, and
+``Wrong:`` for a multiple-choice question's wrong options); a field's value runs until the next
+marker, so answers may span lines. Items end at a ``---``
 line, or where a marker repeats or an earlier field starts again.
 """
 
@@ -10,9 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-MARKERS = ("Document", "Context", "Q", "A")
+MARKERS = ("Document", "Context", "Q", "A", "Wrong")
 _ORDER = {name: i for i, name in enumerate(MARKERS)}
-_MARKER = re.compile(r"^(Document|Context|Q|A):\s?(.*)$")
+_MARKER = re.compile(r"^(" + "|".join(MARKERS) + r"):\s?(.*)$")
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 _WORD = re.compile(r"[A-Za-z]+")
 _DASHES = re.compile(r"-{2,}")

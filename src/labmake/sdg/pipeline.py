@@ -20,7 +20,7 @@ from jinja2 import TemplateError
 
 from ..config import GenerateConfig
 from . import templates
-from .blocks import Block, Context, PipelineError, Row, make, placeholder_row
+from .blocks import Block, Context, Counts, PipelineError, Row, make, placeholder_row
 
 SHIPPED = ("knowledge", "freeform", "grounded", "simple")
 BY_KIND = {"knowledge": "knowledge", "freeform": "freeform", "grounded": "grounded"}
@@ -87,14 +87,21 @@ def load(name: str, override_dir: str | None = None) -> Pipeline:
     return Pipeline(name, doc["version"], tuple(doc["outputs"]), blocks, source, override_dir)
 
 
-def check(pipeline: Pipeline, gen: GenerateConfig | None = None) -> None:
-    """Everything that can be known before a teacher call: block order, columns, templates."""
+def check(
+    pipeline: Pipeline, gen: GenerateConfig | None = None, counts: Counts | None = None
+) -> None:
+    """Everything that can be known before a teacher call: block order, columns, templates.
+
+    Count names resolve against ``counts`` (section name, typed config) when given, else
+    against the generate section ``gen``.
+    """
+    root = counts if counts is not None else ("generate", gen or GenerateConfig())
     src = pipeline.source
     if pipeline.blocks[0].type != "rows" or any(b.type == "rows" for b in pipeline.blocks[1:]):
         raise PipelineError(f"{src}: the first block, and only it, must be of type rows")
     available: set[str] = set()
     for i, block in enumerate(pipeline.blocks):
-        block.counts(gen)
+        block.counts(root)
         for name in block.template_names():
             try:
                 templates.source(name, pipeline.override_dir)
@@ -132,7 +139,7 @@ class Result:
 
 
 def run(pipeline: Pipeline, ctx: Context) -> Result:
-    check(pipeline, ctx.gen)
+    check(pipeline, ctx.gen, ctx.counts)
     rows: list[Row] = []
     rejected: list[Row] = []
     flow = []

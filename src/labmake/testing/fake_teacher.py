@@ -80,7 +80,8 @@ def _judge(prompt: str) -> Completion:
 
 
 def _sdg_answer(request: Request) -> Completion | None:
-    """labmake.sdg's one-item prompts: verdicts, 1-5 scores and open answers; None otherwise.
+    """labmake.sdg's one-item prompts: verdicts, 1-5 scores, open answers and multiple-choice
+    wrong options; None otherwise.
 
     Verdicts pass four times in five and scores run 2-5, so the pipelines' filters have real
     work to do while samples still survive.
@@ -91,6 +92,8 @@ def _sdg_answer(request: Request) -> Completion | None:
         return Completion(text=" no\n" if rng.random() < 0.2 else " yes\n", finished=True)
     if tail == "Score:" and "\nReply:" in request.prompt:
         return Completion(text=f" {rng.choice([2, 3, 4, 5, 5])}\n", finished=True)
+    if tail == "Wrong:":
+        return _wrong_options(request.prompt, rng)
     if tail.startswith("A:"):
         # An open answer to the question just asked, built from its words and the prompt's.
         question = request.prompt.rstrip().rsplit("\nQ:", 1)[-1].split("\n", 1)[0]
@@ -99,6 +102,23 @@ def _sdg_answer(request: Request) -> Completion | None:
         answer = f"About {topic.lower()}: {rng.choice(words)} and {rng.choice(words)} fit here."
         return Completion(text=f" {answer}\n---\n", finished=True)
     return None
+
+
+def _wrong_options(prompt: str, rng: random.Random) -> Completion:
+    """Wrong options for labmake.multiple_choice's last question: one per line, built from the
+    words of its right answer. One time in five none at all (the stage then fills the question
+    from its leaf), and one time in three the right answer slips in (the options rule drops it).
+    """
+    answer = prompt.rstrip().rsplit("\nA:", 1)[-1].split("\n", 1)[0].strip()
+    words = sorted({w.lower() for w in _WORD.findall(answer)}) or ["thing"]
+    if rng.random() < 0.2:
+        return Completion(text="\n", finished=True)
+    options = [
+        f"- Not {w}, but {rng.choice(words)} of {k + 2} kinds." for k, w in enumerate(words[:3])
+    ]
+    if rng.random() < 0.33:
+        options.insert(rng.randrange(len(options) + 1), f"- {answer}")
+    return Completion(text="\n" + "\n".join(options) + "\n---\n", finished=True)
 
 
 class FakeTeacher:
