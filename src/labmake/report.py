@@ -282,8 +282,9 @@ def plot_losses(
             ax.axvline(start + 0.5, color="#adb5bd", linewidth=0.8, linestyle="--")
         start += len(values)
     ax.set_xlabel("optimizer step (phases one after the other)")
-    ax.set_ylabel("training loss (nats/token)")
-    ax.legend(frameon=False)
+    ax.set_ylabel("loss (nats/token)")
+    # Below the axes: inside, it would hide the held-out points of the last phase.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False, fontsize=8)
     return _svg(fig)
 
 
