@@ -87,9 +87,14 @@ def similarity(cfg: NearDuplicateConfig) -> tuple[Callable[[list[str]], Any], Ca
     )
 
 
+def content_words(text: str) -> list[str]:
+    """The words of ``text`` that carry content (stop words left out), in order."""
+    return [w for w in tokens(text) if w not in _STOPWORDS]
+
+
 def content_overlap(answer: str, chunk: str) -> float:
     """Share of the answer's content words that occur in the chunk."""
-    words = [w for w in tokens(answer) if w not in _STOPWORDS]
+    words = content_words(answer)
     if not words:
         return 0.0
     chunk_words = set(tokens(chunk))

@@ -513,10 +513,9 @@ def option_key(text: str) -> str:
     Case, punctuation, articles and other stop words do not count ("The Red Sea." is "red sea");
     an option made only of stop words keeps all its words.
     """
-    from ..filters import _STOPWORDS, tokens  # filters imports sdg: import late
+    from ..filters import content_words, tokens  # filters imports sdg: import late
 
-    words = tokens(text)
-    return " ".join([w for w in words if w not in _STOPWORDS] or words)
+    return " ".join(content_words(text) or tokens(text))
 
 
 def _within(x: set[str], y: set[str]) -> bool:
