@@ -37,9 +37,8 @@ def main() -> int:
     parser.add_argument("--mix", action="store_true", help="every block's requests, not answers")
     args = parser.parse_args()
 
-    from llama_cpp import Llama
-
     from labmake import config, generate, seeds, taxonomy
+    from labmake.core.llama import open_llama
     from labmake.student import resolve_gguf
     from labmake.teacher import complete_all, open_teacher
 
@@ -64,13 +63,8 @@ def main() -> int:
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     # (a) raw llama.cpp, one request at a time.
-    llm = Llama(
-        model_path=str(gguf),
-        n_ctx=teacher_cfg.n_ctx,
-        n_threads=teacher_cfg.n_threads,
-        n_batch=512,
-        seed=0,
-        verbose=False,
+    llm = open_llama(
+        gguf, n_ctx=teacher_cfg.n_ctx, n_threads=teacher_cfg.n_threads, n_batch=512, seed=0
     )
     raw_tokens, prompt_tokens = 0, 0
     start = time.perf_counter()

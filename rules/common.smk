@@ -21,8 +21,10 @@ PHASES = [phase.name for phase in CONFIG.train.phases]
 PHASE_DATASET = {phase.name: phase.dataset for phase in CONFIG.train.phases}
 QUANTS = list(CONFIG.export.quantizations)
 # labmake's code is an input of the rules that run it: Snakemake's code trigger sees only the
-# script files, not the package they call.
+# script files, not the package they call. The locked toolchain is an input of every rule too:
+# another torch or llama.cpp may give other bytes.
 CODE = Path(labmake.__file__).parent
+TOOLCHAIN = [name for name in ("requirements.lock", "requirements-torch.txt") if Path(name).is_file()]
 
 
 wildcard_constraints:
@@ -33,8 +35,9 @@ wildcard_constraints:
 
 def code(*patterns):
     """labmake's files that a stage runs (glob patterns under the package), as inputs."""
-    common = ("__init__.py", "config.py", "io.py", "logs.py")
-    return sorted({str(p) for pattern in patterns + common for p in CODE.glob(pattern)})
+    common = ("__init__.py", "config.py", "io.py", "logs.py", "core/*.py")
+    files = {str(p) for pattern in patterns + common for p in CODE.glob(pattern)}
+    return sorted(files) + TOOLCHAIN
 
 
 def leaf_files(wildcards):

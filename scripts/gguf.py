@@ -15,6 +15,7 @@ with logs.stage(snakemake.log[0], "gguf"):
                 mix_stats=Path(snakemake.input.mix_stats),
                 base_dir=Path(snakemake.input.base),
                 taxonomy_root=snakemake.params.taxonomy,
+                project_root=Path.cwd(),
             ),
             **export.training_provenance(merged),
         },

@@ -20,12 +20,12 @@ def chat(
             file=sys.stderr,
         )
         return 2
-    from llama_cpp import Llama
+    from .core.llama import LlamaLoadError, open_llama
 
     try:
-        llm = Llama(model_path=str(model), n_ctx=n_ctx, verbose=False)
-    except (ValueError, OSError) as exc:
-        print(f"labmake chat: error: {model}: llama.cpp could not load it ({exc})", file=sys.stderr)
+        llm = open_llama(model, n_ctx=n_ctx)
+    except LlamaLoadError as exc:
+        print(f"labmake chat: error: {exc}", file=sys.stderr)
         return 1
     start = [{"role": "system", "content": system}] if system else []
     history = list(start)

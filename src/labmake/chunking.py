@@ -65,11 +65,12 @@ def gguf_token_counter(gguf: Path) -> TokenCounter:
     context), so a tokenizer-only GGUF works too; the model stays loaded for the process."""
     import llama_cpp
 
-    params = llama_cpp.llama_model_default_params()
-    params.vocab_only = True
-    model = llama_cpp.llama_model_load_from_file(str(gguf).encode("utf-8"), params)
-    if not model:
-        raise ValueError(f"{gguf}: llama.cpp cannot read the tokenizer of this GGUF")
+    from .core.llama import LlamaLoadError, load_model
+
+    try:
+        model = load_model(gguf, vocab_only=True)
+    except LlamaLoadError:
+        raise ValueError(f"{gguf}: llama.cpp cannot read the tokenizer of this GGUF") from None
     vocab = llama_cpp.llama_model_get_vocab(model)
 
     def count(text: str) -> int:

@@ -39,6 +39,9 @@ def _build(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"labmake build: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    status = _check_build_toolchain(args.allow_toolchain_mismatch)
+    if status != 0:
+        return status
     # A broken qna.yaml is reported here, file by file, before any job starts.
     status = run_validate(
         [Path(cfg.taxonomy.root)], ilab_strict=False, fmt="text", params_path=Path(args.params)
@@ -67,6 +70,36 @@ def _build(args: argparse.Namespace) -> int:
     return result.returncode
 
 
+def _check_build_toolchain(allow_mismatch: bool) -> int:
+    """A build from source runs under the project's locked toolchain, or says it does not."""
+    from .core import toolchain
+
+    lock = toolchain.Lock.find(Path.cwd())
+    if lock is None:
+        return 0
+    try:
+        differences = lock.differences()
+    except toolchain.ToolchainError as exc:
+        print(f"labmake build: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not differences:
+        return 0
+    message = toolchain.mismatch_message(differences, toolchain.LOCK)
+    if not allow_mismatch:
+        print(
+            f"labmake build: error: {message}\nor pass --allow-toolchain-mismatch to build "
+            "anyway (the bytes may then differ from a build under the lock)",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"labmake build: warning: {message}\nbuilding anyway (--allow-toolchain-mismatch): "
+        "the bytes may differ from a build under the lock",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _chat(args: argparse.Namespace) -> int:
     from .chat import chat
 
@@ -87,7 +120,7 @@ def _serve(args: argparse.Namespace) -> int:
     command = [
         sys.executable,
         "-m",
-        "llama_cpp.server",
+        "labmake.core.llama",
         "--model",
         str(model),
         "--host",
@@ -122,6 +155,33 @@ def _plan(args: argparse.Namespace) -> int:
     )
 
 
+def _toolchain(args: argparse.Namespace) -> int:
+    from .core import toolchain
+
+    root = Path(args.root)
+    lock = toolchain.Lock.find(root)
+    if args.action == "show":
+        keys = toolchain.provenance(root)
+        width = max(len(k) for k in keys)
+        for key, value in keys.items():
+            print(f"{key:<{width}}  {value}")
+        return 0
+    if lock is None:
+        print(f"labmake toolchain: error: no {toolchain.LOCK} in {root}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        differences = lock.differences()
+    except toolchain.ToolchainError as exc:
+        print(f"labmake toolchain: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if differences:
+        message = toolchain.mismatch_message(differences, str(lock.path))
+        print(f"labmake toolchain: error: {message}", file=sys.stderr)
+        return 1
+    print(f"labmake toolchain: the installed packages are exactly {lock.path}")
+    return 0
+
+
 def _release(args: argparse.Namespace) -> int:
     from .release import run_release
 
@@ -131,7 +191,9 @@ def _release(args: argparse.Namespace) -> int:
 def _reproduce(args: argparse.Namespace) -> int:
     from .release import run_reproduce
 
-    return run_reproduce(args.tag, profile=args.profile)
+    return run_reproduce(
+        args.tag, profile=args.profile, allow_toolchain_mismatch=args.allow_toolchain_mismatch
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -173,6 +235,11 @@ def parser() -> argparse.ArgumentParser:
         help="snakemake profile (profiles/local or profiles/slurm)",
     )
     p.add_argument("--params", default="params.yaml")
+    p.add_argument(
+        "--allow-toolchain-mismatch",
+        action="store_true",
+        help="build even when the installed packages differ from requirements.lock",
+    )
     p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="passed to snakemake, e.g. -n")
     p.set_defaults(func=_build)
 
@@ -213,7 +280,19 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("tag", help="a tag made by labmake release")
     p.add_argument("--profile", default="profiles/local", help="snakemake profile to mark with")
+    p.add_argument(
+        "--allow-toolchain-mismatch",
+        action="store_true",
+        help="go on when the installed packages differ from the tag's requirements.lock",
+    )
     p.set_defaults(func=_reproduce)
+
+    p = sub.add_parser(
+        "toolchain", help="check the installed packages against requirements.lock, or show them"
+    )
+    p.add_argument("action", choices=("check", "show"))
+    p.add_argument("--root", default=".", help="the project folder holding the lock")
+    p.set_defaults(func=_toolchain)
 
     p = sub.add_parser("chat", help="talk to a GGUF model in the terminal")
     p.add_argument("model", help="a .gguf file, e.g. build/model/model.Q4_K_M.gguf")

@@ -229,11 +229,11 @@ class Answers:
 
 def gguf_answers(gguf: Path, items: Sequence[dict[str, Any]], cfg: EvaluateConfig) -> Answers:
     """Greedy answers of a GGUF in llama.cpp, with the chat template stored in the GGUF."""
-    from llama_cpp import Llama
+    from .core.llama import open_llama, open_vocab
 
     # A context that fits the longest question (a grounded skill carries its context), from the
     # vocabulary alone (cheap); the margin covers the chat template's turn markers.
-    vocab = Llama(model_path=str(gguf), vocab_only=True, verbose=False)
+    vocab = open_vocab(gguf)
     try:
         longest = max(
             len(vocab.tokenize(" ".join(m["content"] for m in it["messages"]).encode("utf-8")))
@@ -242,7 +242,7 @@ def gguf_answers(gguf: Path, items: Sequence[dict[str, Any]], cfg: EvaluateConfi
     finally:
         vocab.close()
     n_ctx = max(1024, longest + cfg.max_new_tokens + CHAT_MARGIN_TOKENS)
-    llm = Llama(model_path=str(gguf), n_ctx=n_ctx, n_threads=cfg.n_threads, seed=0, verbose=False)
+    llm = open_llama(gguf, n_ctx=n_ctx, n_threads=cfg.n_threads, seed=0)
     texts, n_tokens = [], 0
     started = time.perf_counter()
     try:

@@ -360,9 +360,9 @@ def quantize(src: Path, dst: Path, qtype: str, n_threads: int = 2) -> None:
 
 def smoke_generate(gguf_path: Path, prompt: str, max_tokens: int = 16, n_threads: int = 2) -> str:
     """Greedy completion of ``prompt`` by the GGUF in llama.cpp: proof that it loads and runs."""
-    from llama_cpp import Llama
+    from .core.llama import open_llama
 
-    llm = Llama(model_path=str(gguf_path), n_ctx=512, n_threads=n_threads, seed=0, verbose=False)
+    llm = open_llama(gguf_path, n_ctx=512, n_threads=n_threads, seed=0)
     try:
         out = llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0)
     finally:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, io
+from .core import toolchain
 
 
 def params_hash(params: dict[str, Any]) -> str:
@@ -64,8 +65,10 @@ def collect(
     mix_stats: Path,
     base_dir: Path,
     taxonomy_root: str,
+    project_root: Path = Path("."),
 ) -> dict[str, str | int]:
-    """The ``labmake.*`` provenance keys written into every GGUF and the manifest."""
+    """The ``labmake.*`` provenance keys written into every GGUF and the manifest, the
+    toolchain that built it (``labmake.toolchain.*``, read from ``project_root``'s lock) included."""
     base = io.read_json(base_dir / "labmake_base.json")
     sizes = io.read_json(mix_stats)["sizes"]
     info: dict[str, str | int] = {
@@ -77,6 +80,7 @@ def collect(
         "labmake.taxonomy_commit": git_commit(taxonomy_root),
         "labmake.teacher": teacher_identity(generated_paths),
         "labmake.leaves": len(seeds_paths),
+        **toolchain.provenance(project_root),
     }
     stem = Path(str(base.get("source_gguf", "model"))).stem
     info["general.name"] = f"{stem} (labmake)"

@@ -31,6 +31,8 @@ from typing import Any
 
 import yaml
 
+from .core import toolchain
+
 DVC_YAML = "dvc.yaml"
 DVC_LOCK = "dvc.lock"
 DEFAULT_PROFILE = "profiles/local"
@@ -322,9 +324,55 @@ def _pull_failure(result: subprocess.CompletedProcess[str], remote: str, tag: st
     return f"`dvc pull` failed (exit {result.returncode}){_tail(result)}"
 
 
-def reproduce(root: Path, tag: str, *, profile: str = DEFAULT_PROFILE, log: Log = _stderr) -> int:
-    """Check out ``tag``, pull its artifacts, verify them, mark them built; returns how many
-    files were verified."""
+def lock_at(root: Path, ref: str) -> toolchain.Lock | None:
+    """The toolchain lock as committed at ``ref`` (None when that commit has none)."""
+    shown = git(root, "show", f"{ref}:{toolchain.LOCK}", check=False)
+    if shown.returncode != 0:
+        return None
+    torch = git(root, "show", f"{ref}:{toolchain.TORCH_PIN}", check=False)
+    return toolchain.Lock(
+        root / toolchain.LOCK, shown.stdout, torch.stdout if torch.returncode == 0 else None
+    )
+
+
+def check_toolchain(root: Path, tag: str, *, allow_mismatch: bool, log: Log) -> None:
+    """The running environment against ``tag``'s lock, before anything is pulled or built."""
+    lock = lock_at(root, tag)
+    if lock is None:
+        log(f"labmake reproduce: {tag} has no {toolchain.LOCK}; its toolchain cannot be checked")
+        return
+    try:
+        differences = lock.differences()
+    except toolchain.ToolchainError as exc:
+        raise ReleaseError(f"{tag}'s {exc}") from None
+    if not differences:
+        return
+    shown = "\n  ".join(d.describe() for d in differences[:25])
+    more = f"\n  ... and {len(differences) - 25} more" if len(differences) > 25 else ""
+    if not allow_mismatch:
+        raise ReleaseError(
+            f"this environment is not {tag}'s toolchain ({toolchain.LOCK} at {tag}):\n  {shown}"
+            f"{more}\ninstall it first: `git checkout {tag} && rm -rf .venv && make setup`, then "
+            f"run `.venv/bin/labmake reproduce {tag}`; or pass --allow-toolchain-mismatch to go "
+            "on anyway (the pulled artifacts are the release's bytes, but anything rebuilt here "
+            "may differ from them)"
+        )
+    log(
+        f"labmake reproduce: warning: this environment is not {tag}'s toolchain:\n  {shown}{more}"
+        "\n  going on (--allow-toolchain-mismatch): anything rebuilt here may differ in bytes"
+    )
+
+
+def reproduce(
+    root: Path,
+    tag: str,
+    *,
+    profile: str = DEFAULT_PROFILE,
+    allow_toolchain_mismatch: bool = False,
+    log: Log = _stderr,
+) -> int:
+    """Check the toolchain against ``tag``'s lock, check out ``tag``, pull its artifacts, verify
+    them, mark them built; returns how many files were verified."""
     check_project(root)
     require_clean(root, "reproduce")
     commit = tag_commit(root, tag)
@@ -332,6 +380,7 @@ def reproduce(root: Path, tag: str, *, profile: str = DEFAULT_PROFILE, log: Log 
         raise ReleaseError(
             f"no tag {tag} in this repository: `git fetch --tags`, or check the name"
         )
+    check_toolchain(root, tag, allow_mismatch=allow_toolchain_mismatch, log=log)
     if head_commit(root) != commit:
         log(f"labmake reproduce: git checkout {tag} (detached; go back with `git switch -`)")
         git(root, "checkout", "--quiet", tag)
@@ -386,9 +435,19 @@ def run_release(tag: str, root: Path | None = None) -> int:
     return 0
 
 
-def run_reproduce(tag: str, root: Path | None = None, profile: str = DEFAULT_PROFILE) -> int:
+def run_reproduce(
+    tag: str,
+    root: Path | None = None,
+    profile: str = DEFAULT_PROFILE,
+    allow_toolchain_mismatch: bool = False,
+) -> int:
     try:
-        reproduce(Path.cwd() if root is None else root, tag, profile=profile)
+        reproduce(
+            Path.cwd() if root is None else root,
+            tag,
+            profile=profile,
+            allow_toolchain_mismatch=allow_toolchain_mismatch,
+        )
     except ReleaseError as exc:
         print(f"labmake reproduce: error: {exc}", file=sys.stderr)
         return 1

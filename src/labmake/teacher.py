@@ -87,6 +87,12 @@ class Teacher(Protocol):
     def close(self) -> None: ...
 
 
+def llama_runtime() -> str:
+    from importlib.metadata import version
+
+    return f"llama-cpp-python {version('llama-cpp-python')}"
+
+
 def derive_seed(*parts: object) -> int:
     """A stable 31-bit seed from any parts (global seed, leaf, index, ...)."""
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8")).digest()
@@ -114,7 +120,7 @@ class LlamaCppTeacher:
     batch_invariant = True
 
     def __init__(self, cfg: TeacherConfig, gguf_path: Path, *, n_ctx: int | None = None) -> None:
-        from llama_cpp import Llama
+        from .core.llama import LlamaLoadError, open_llama
 
         self.cfg = cfg
         self.n_ctx = cfg.n_ctx
@@ -124,21 +130,15 @@ class LlamaCppTeacher:
             "temperature": cfg.temperature,
             "top_p": cfg.top_p,
             "repeat_penalty": cfg.repeat_penalty,
+            # Another llama.cpp may sample other text from the same request: part of cache keys.
+            "runtime": llama_runtime(),
         }
         try:
-            self._llm = Llama(
-                model_path=str(gguf_path),
-                n_ctx=n_ctx or cfg.n_ctx,
-                n_threads=cfg.n_threads,
-                n_batch=512,
-                seed=0,
-                verbose=False,
+            self._llm = open_llama(
+                gguf_path, n_ctx=n_ctx or cfg.n_ctx, n_threads=cfg.n_threads, n_batch=512, seed=0
             )
-        except (ValueError, OSError) as exc:
-            raise TeacherError(
-                f"{gguf_path}: llama.cpp could not load this GGUF ({exc}); "
-                "check teacher.gguf in params.yaml"
-            ) from None
+        except LlamaLoadError as exc:
+            raise TeacherError(f"{exc}; check teacher.gguf in params.yaml") from None
 
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))

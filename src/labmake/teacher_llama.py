@@ -44,13 +44,17 @@ class _Sequence:
 
 
 class BatchedLlamaCppTeacher(LlamaCppTeacher):
-    """Decodes up to ``n_parallel`` requests together; ``complete`` still works one at a time."""
+    """Decodes up to ``n_parallel`` requests together; ``complete`` still works one at a time.
+
+    The batch, context, samplers and KV memory are driven through llama-cpp-python's public
+    bindings of llama.cpp's C API (``llama_batch_init``, ``llama_decode``, ``llama_sampler_*``,
+    ``llama_memory_*``), never its private helper classes.
+    """
 
     batch_invariant = False
 
     def __init__(self, cfg: TeacherConfig, gguf_path: Path) -> None:
         import llama_cpp
-        from llama_cpp import _internals
 
         # The Llama object serves tokenization (and complete()); the batched context below does
         # the work, so the Llama's own context is kept small.
@@ -61,9 +65,9 @@ class BatchedLlamaCppTeacher(LlamaCppTeacher):
             "temperature": cfg.temperature,
             "top_p": cfg.top_p,
             "repeat_penalty": cfg.repeat_penalty,
+            "runtime": self.sampling["runtime"],
         }
         self._lib = llama_cpp
-        self._internals = _internals
         params = llama_cpp.llama_context_default_params()
         # Without a unified KV cache every sequence gets n_ctx / n_seq_max cells of its own.
         params.n_ctx = cfg.n_ctx * cfg.n_parallel
@@ -76,42 +80,54 @@ class BatchedLlamaCppTeacher(LlamaCppTeacher):
         # Sequences are decoded front to back and dropped whole: the sliding-window layers need
         # only their window of cells, not a full context each.
         params.swa_full = False
-        try:
-            self._ctx = _internals.LlamaContext(
-                model=self._llm._model, params=params, verbose=False
-            )
-        except ValueError as exc:
+        self._ctx = llama_cpp.llama_init_from_model(self._llm.model, params)
+        if not self._ctx:
+            super().close()
             raise TeacherError(
                 f"{gguf_path}: llama.cpp could not make a context for {cfg.n_parallel} sequences "
-                f"of {cfg.n_ctx} tokens ({exc}); lower teacher.n_parallel or teacher.n_ctx"
-            ) from None
-        self._batch = _internals.LlamaBatch(n_tokens=N_BATCH, embd=0, n_seq_max=1, verbose=False)
-        self._vocab = llama_cpp.llama_model_get_vocab(self._llm._model.model)
+                f"of {cfg.n_ctx} tokens; lower teacher.n_parallel or teacher.n_ctx"
+            )
+        self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self._batch = llama_cpp.llama_batch_init(N_BATCH, 0, 1)
+        self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self._piece = ctypes.create_string_buffer(256)
 
     # -- pieces -------------------------------------------------------------------------------
 
     def _sampler(self, seed: int) -> object:
-        sampler = self._internals.LlamaSampler()
-        sampler.add_penalties(self._n_vocab, PENALTY_LAST_N, self.cfg.repeat_penalty, 0.0, 0.0)
+        """The sampler chain of one sequence (freed by :meth:`_free_samplers`)."""
+        lib = self._lib
+        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        links = [
+            lib.llama_sampler_init_penalties(
+                self._n_vocab, PENALTY_LAST_N, self.cfg.repeat_penalty, 0.0, 0.0
+            )
+        ]
         if self.cfg.temperature == 0.0:
-            sampler.add_greedy()
+            links.append(lib.llama_sampler_init_greedy())
         else:
-            sampler.add_top_k(TOP_K)
-            sampler.add_typical(TYPICAL_P, 1)
-            sampler.add_top_p(self.cfg.top_p, 1)
-            sampler.add_min_p(MIN_P, 1)
-            sampler.add_temp(self.cfg.temperature)
-            sampler.add_dist(seed)
-        return sampler
+            links += [
+                lib.llama_sampler_init_top_k(TOP_K),
+                lib.llama_sampler_init_typical(TYPICAL_P, 1),
+                lib.llama_sampler_init_top_p(self.cfg.top_p, 1),
+                lib.llama_sampler_init_min_p(MIN_P, 1),
+                lib.llama_sampler_init_temp(self.cfg.temperature),
+                lib.llama_sampler_init_dist(seed),
+            ]
+        for link in links:
+            lib.llama_sampler_chain_add(chain, link)  # the chain owns and frees its links
+        return chain
+
+    def _sample(self, s: _Sequence, index: int) -> int:
+        return int(self._lib.llama_sampler_sample(s.sampler, self._ctx, index))
 
     def _token_bytes(self, token: int) -> bytes:
         n = self._lib.llama_token_to_piece(self._vocab, token, self._piece, 256, 0, False)
         return self._piece.raw[: max(n, 0)]
 
     def _add(self, token: int, pos: int, seq_id: int, logits: bool) -> int:
-        b = self._batch.batch
+        b = self._batch
         j = b.n_tokens
         b.token[j] = token
         b.pos[j] = pos
@@ -122,10 +138,9 @@ class BatchedLlamaCppTeacher(LlamaCppTeacher):
         return j
 
     def _decode(self) -> None:
-        try:
-            self._ctx.decode(self._batch)
-        except RuntimeError as exc:
-            raise TeacherError(f"llama.cpp failed to decode a batch ({exc})") from None
+        code = self._lib.llama_decode(self._ctx, self._batch)
+        if code != 0:
+            raise TeacherError(f"llama.cpp failed to decode a batch (llama_decode returned {code})")
 
     # -- decoding -----------------------------------------------------------------------------
 
@@ -154,7 +169,7 @@ class BatchedLlamaCppTeacher(LlamaCppTeacher):
 
     def _finish(self, seq_id: int, s: _Sequence, finished: bool, on_done: OnDone) -> None:
         s.done = True
-        self._lib.llama_memory_seq_rm(self._ctx.memory, seq_id, -1, -1)
+        self._lib.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
         text = bytes(s.text).decode("utf-8", errors="ignore")
         on_done(seq_id, Completion(text=text, finished=finished, completion_tokens=s.generated))
 
@@ -167,8 +182,8 @@ class BatchedLlamaCppTeacher(LlamaCppTeacher):
         def report(seq_id: int, completion: Completion) -> None:
             on_done(offset + seq_id, completion)
 
-        self._lib.llama_memory_clear(self._ctx.memory, True)
-        seqs = []
+        self._lib.llama_memory_clear(self._memory, True)
+        seqs: list[_Sequence] = []
         for r in requests:
             prompt = self._llm.tokenize(r.prompt.encode("utf-8"), add_bos=True, special=False)
             if len(prompt) + r.max_tokens > self.cfg.n_ctx:
@@ -177,10 +192,17 @@ class BatchedLlamaCppTeacher(LlamaCppTeacher):
                     f"teacher.n_ctx {self.cfg.n_ctx} (complete_all checks this before sending)"
                 )
             seqs.append(_Sequence(r, prompt, self._sampler(r.seed), n_past=len(prompt)))
+        try:
+            self._run(seqs, report)
+        finally:
+            for s in seqs:
+                self._lib.llama_sampler_free(s.sampler)
+            self._lib.llama_memory_clear(self._memory, True)
 
+    def _run(self, seqs: list[_Sequence], report: OnDone) -> None:
         # Prefill: all prompts, packed into batches of N_BATCH tokens. A sequence's first token
         # is sampled right after the batch holding its last prompt token (logits live that long).
-        self._batch.reset()
+        self._batch.n_tokens = 0
         ready: list[tuple[int, int]] = []
         for seq_id, s in enumerate(seqs):
             for pos, token in enumerate(s.prompt):
@@ -188,10 +210,10 @@ class BatchedLlamaCppTeacher(LlamaCppTeacher):
                 j = self._add(token, pos, seq_id, last)
                 if last:
                     ready.append((seq_id, j))
-                if self._batch.batch.n_tokens == N_BATCH:
+                if self._batch.n_tokens == N_BATCH:
                     self._prefill_flush(seqs, ready, report)
                     ready = []
-        if self._batch.batch.n_tokens:
+        if self._batch.n_tokens:
             self._prefill_flush(seqs, ready, report)
 
         # Generation: one token per live sequence per step, all in one batch.
@@ -199,15 +221,13 @@ class BatchedLlamaCppTeacher(LlamaCppTeacher):
             live = [(seq_id, s) for seq_id, s in enumerate(seqs) if not s.done]
             if not live:
                 break
-            self._batch.reset()
+            self._batch.n_tokens = 0
             for seq_id, s in live:
                 self._add(s.last, s.n_past, seq_id, True)
                 s.n_past += 1
             self._decode()
             for j, (seq_id, s) in enumerate(live):
-                token = s.sampler.sample(self._ctx, j)  # type: ignore[attr-defined]
-                self._accept(seq_id, s, token, report)
-        self._lib.llama_memory_clear(self._ctx.memory, True)
+                self._accept(seq_id, s, self._sample(s, j), report)
 
     def _prefill_flush(
         self, seqs: list[_Sequence], ready: list[tuple[int, int]], report: OnDone
@@ -215,11 +235,12 @@ class BatchedLlamaCppTeacher(LlamaCppTeacher):
         self._decode()
         for seq_id, j in ready:
             s = seqs[seq_id]
-            token = s.sampler.sample(self._ctx, j)  # type: ignore[attr-defined]
-            self._accept(seq_id, s, token, report)
-        self._batch.reset()
+            self._accept(seq_id, s, self._sample(s, j), report)
+        self._batch.n_tokens = 0
 
     def close(self) -> None:
-        self._batch.close()
-        self._ctx.close()
+        if self._ctx:
+            self._lib.llama_batch_free(self._batch)
+            self._lib.llama_free(self._ctx)
+            self._ctx = None
         super().close()

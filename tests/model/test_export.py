@@ -45,9 +45,9 @@ def _hf_logits(model, ids: list[int]) -> np.ndarray:
 
 
 def _llama_cpp_logits(path: Path, ids: list[int]) -> np.ndarray:
-    from llama_cpp import Llama
+    from labmake.core.llama import open_llama
 
-    llm = Llama(model_path=str(path), n_ctx=256, logits_all=True, n_threads=2, verbose=False)
+    llm = open_llama(path, n_ctx=256, logits_all=True, n_threads=2)
     try:
         llm.eval(ids)
         return np.array(llm.scores[: len(ids)])
@@ -200,7 +200,7 @@ def test_metadata_round_trips(f16_gguf, tiny_hf_student):
 def test_gguf_gets_the_trained_chat_template(tiny_hf_student, tmp_path):
     """A source GGUF without a chat template (like the embedded base model) still yields a
     GGUF that llama.cpp can chat with, in the format the model was tuned on."""
-    from llama_cpp import Llama
+    from labmake.core.llama import open_llama
 
     hf_dir = tmp_path / "hf"
     shutil.copytree(tiny_hf_student, hf_dir)
@@ -220,7 +220,7 @@ def test_gguf_gets_the_trained_chat_template(tiny_hf_student, tmp_path):
     out = tmp_path / "m.gguf"
     export.write_gguf(hf_dir, out, provenance={}, out_type="F32")
     assert _fields(out)[gguf.Keys.Tokenizer.CHAT_TEMPLATE] == student.GEMMA_CHAT_TEMPLATE
-    llm = Llama(model_path=str(out), n_ctx=128, n_threads=2, seed=0, verbose=False)
+    llm = open_llama(out, n_ctx=128, n_threads=2, seed=0)
     try:
         reply = llm.create_chat_completion(
             [{"role": "user", "content": "What is rain?"}], max_tokens=4, temperature=0.0
@@ -317,9 +317,9 @@ def test_llama_family_exports_and_runs(architecture, tmp_path):
     export.write_gguf(hf_dir, out, provenance={"labmake.version": "test"})
     assert _fields(out)[gguf.Keys.General.ARCHITECTURE] == "llama"
     model = AutoModelForCausalLM.from_pretrained(hf_dir).eval()
-    from llama_cpp import Llama
+    from labmake.core.llama import open_vocab
 
-    vocab = Llama(model_path=str(out), vocab_only=True, verbose=False)
+    vocab = open_vocab(out)
     try:
         ids = vocab.tokenize(TEXT.encode(), add_bos=True)
     finally:

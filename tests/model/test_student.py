@@ -53,8 +53,9 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_tokenizer_gguf_reads_the_same_in_transformers_and_llama_cpp(tiny_tokenizer_gguf):
-    from llama_cpp import Llama
     from transformers import AutoTokenizer
+
+    from labmake.core.llama import open_vocab
 
     tok = AutoTokenizer.from_pretrained(
         tiny_tokenizer_gguf.parent, gguf_file=tiny_tokenizer_gguf.name
@@ -62,7 +63,7 @@ def test_tokenizer_gguf_reads_the_same_in_transformers_and_llama_cpp(tiny_tokeni
     assert len(tok) == 512
     assert (tok.pad_token_id, tok.eos_token_id, tok.bos_token_id, tok.unk_token_id) == (0, 1, 2, 3)
     assert tok.convert_tokens_to_ids(["<start_of_turn>", "<end_of_turn>"]) == [5, 6]
-    llm = Llama(model_path=str(tiny_tokenizer_gguf), vocab_only=True, verbose=False)
+    llm = open_vocab(tiny_tokenizer_gguf)
     try:
         for text in SENTENCES:
             ids = tok(text).input_ids

@@ -96,7 +96,7 @@ def llama_server(tiny_student_gguf: Path, tmp_path: Path) -> Iterator[str]:
     log = (tmp_path / "server.log").open("w")
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_student_gguf)]
+        [sys.executable, "-m", "labmake.core.llama", "--model", str(tiny_student_gguf)]
         + ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "256", "--n_threads", "2"]
         + ["--model_alias", "tiny"],
         stdout=log,

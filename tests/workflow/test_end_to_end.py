@@ -91,14 +91,15 @@ def test_training_moved_adapter_and_not_base(built: Path):
 
 def test_ggufs_load_generate_and_carry_provenance(built: Path):
     from gguf import GGUFReader
-    from llama_cpp import Llama
+
+    from labmake.core.llama import open_llama
 
     for quant in ("F16", "Q4_K_M", "Q8_0"):
         path = built / f"build/model/model.{quant}.gguf"
         reader = GGUFReader(path)
         keys = set(reader.fields)
         assert {"labmake.version", "labmake.taxonomy_sha256", "labmake.params_sha256"} <= keys
-        llm = Llama(model_path=str(path), n_ctx=256, n_threads=1, verbose=False)
+        llm = open_llama(path, n_ctx=256, n_threads=1)
         out = llm.create_completion("The lighthouse", max_tokens=8, temperature=0.0)
         assert out["usage"]["completion_tokens"] > 0
         llm.close()

@@ -62,11 +62,9 @@ def test_example_taxonomy_builds_with_the_embedded_models(tmp_path):
     assert all(s["answers"]["gguf-Q4_K_M"] for s in report["samples"])  # the tuned GGUF answers
     assert (tmp_path / "build/report.html").stat().st_size > 10_000
 
-    from llama_cpp import Llama
+    from labmake.core.llama import open_llama
 
-    llm = Llama(
-        model_path=str(tmp_path / "build/model/model.Q4_K_M.gguf"), n_ctx=512, verbose=False
-    )
+    llm = open_llama(tmp_path / "build/model/model.Q4_K_M.gguf", n_ctx=512)
     reply = llm.create_chat_completion(
         messages=[{"role": "user", "content": "What is the water cycle?"}],
         max_tokens=24,

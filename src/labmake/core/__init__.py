@@ -1,0 +1,1 @@
+"""The bottom layer: pieces every stage shares, importing nothing else of labmake."""
