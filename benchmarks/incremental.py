@@ -175,9 +175,9 @@ def incremental(workdir: Path, leaves: int) -> dict[str, Any]:
 
 
 def noop_plan(workdir: Path, leaves: int) -> dict[str, Any]:
-    from labmake.config import load
-    from labmake.seeds import leaf_record
-    from labmake.taxonomy import load_leaf
+    from labmake.core.config import load
+    from labmake.taxonomy.check import load_leaf
+    from labmake.taxonomy.seeds import leaf_record
 
     project = workdir / "plan"
     project.mkdir()

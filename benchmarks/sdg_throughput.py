@@ -37,20 +37,22 @@ def main() -> int:
     parser.add_argument("--mix", action="store_true", help="every block's requests, not answers")
     args = parser.parse_args()
 
-    from labmake import config, generate, seeds, taxonomy
+    from labmake.core import config
     from labmake.core.llama import open_llama
-    from labmake.student import resolve_gguf
-    from labmake.teacher import complete_all, open_teacher
+    from labmake.sdg import generation
+    from labmake.taxonomy import check, seeds
+    from labmake.teacher.base import complete_all, open_teacher
+    from labmake.training.student import resolve_gguf
 
     cfg = config.load(ROOT / "params.yaml")
     teacher_cfg = replace(cfg.teacher, backend="llama-cpp")
     if args.n_parallel:
         teacher_cfg = replace(teacher_cfg, n_parallel=args.n_parallel)
-    leaf = taxonomy.load_leaf(ROOT / cfg.taxonomy.root, args.leaf)
+    leaf = check.load_leaf(ROOT / cfg.taxonomy.root, args.leaf)
     if leaf.kind == "knowledge":
         sys.exit("pick a skills leaf: knowledge leaves need their documents chunked first")
     record = seeds.leaf_record(leaf, cfg.seeds, None)
-    planned = generate.estimate(record, cfg.generate, teacher_cfg, cfg.seed)
+    planned = generation.estimate(record, cfg.generate, teacher_cfg, cfg.seed)
     if args.mix:
         step = max(1, len(planned) // args.requests)
         requests = planned[::step][: args.requests]

@@ -32,8 +32,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from labmake import io, student, train  # noqa: E402
-from labmake.config import LoraConfig, PhaseConfig  # noqa: E402
+from labmake.core import artifacts
+from labmake.core.config import LoraConfig, PhaseConfig  # noqa: E402
+from labmake.training import student, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LORA = LoraConfig(
@@ -48,7 +49,7 @@ def records(limit: int) -> tuple[list[dict], str]:
     """A fixed slice of chat records, and where it came from."""
     built = [ROOT / "build/data/knowledge.jsonl", ROOT / "build/data/skills.jsonl"]
     if all(p.is_file() for p in built):
-        out = [r for p in built for r in io.read_jsonl(p)]
+        out = [r for p in built for r in artifacts.read_jsonl(p)]
         return out[:limit], "build/data/{knowledge,skills}.jsonl"
     out = []
     for qna in sorted((ROOT / "taxonomy").rglob("qna.yaml")):
@@ -73,9 +74,9 @@ def default_base(work: Path) -> Path:
     built = ROOT / "build/base"
     marker = built / student.BASE_MARKER
     embedded = student.embedded_gguf()
-    if marker.is_file() and io.read_json(marker).get("source_gguf_sha256") == io.sha256_file(
-        embedded
-    ):
+    if marker.is_file() and artifacts.read_json(marker).get(
+        "source_gguf_sha256"
+    ) == artifacts.sha256_file(embedded):
         return built
     student.convert_gguf_to_hf(None, work / "base")
     return work / "base"

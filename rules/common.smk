@@ -1,12 +1,11 @@
-# Leaf discovery, the validated config, and one-line input functions into labmake.paths.
+# Leaf discovery, the validated config, and one-line input functions into labmake.core.paths.
 import re
 from snakemake.exceptions import WorkflowError
 from pathlib import Path
 
-import labmake
-from labmake import paths
-from labmake.config import ConfigError, validate
-from labmake.taxonomy import find_leaves
+from labmake.core import code_inputs, paths
+from labmake.core.config import ConfigError, validate
+from labmake.taxonomy.check import find_leaves
 
 try:
     CONFIG = validate(config, "params.yaml")
@@ -20,10 +19,10 @@ if not LEAVES:
 PHASES = [phase.name for phase in CONFIG.train.phases]
 PHASE_DATASET = {phase.name: phase.dataset for phase in CONFIG.train.phases}
 QUANTS = list(CONFIG.export.quantizations)
-# labmake's code is an input of the rules that run it: Snakemake's code trigger sees only the
-# script files, not the package they call. The locked toolchain is an input of every rule too:
-# another torch or llama.cpp may give other bytes.
-CODE = Path(labmake.__file__).parent
+# labmake's code is an input of the rules that run it (Snakemake's code trigger sees only the
+# script files, not the package they call), derived from each script's imports. The locked
+# toolchain is an input of every rule too: another torch or llama.cpp may give other bytes.
+SCRIPTS = Path(workflow.basedir) / "scripts"
 TOOLCHAIN = [name for name in ("requirements.lock", "requirements-torch.txt") if Path(name).is_file()]
 
 
@@ -33,11 +32,9 @@ wildcard_constraints:
     quant="|".join(re.escape(q) for q in QUANTS if q != "F16") or "NONE",
 
 
-def code(*patterns):
-    """labmake's files that a stage runs (glob patterns under the package), as inputs."""
-    common = ("__init__.py", "config.py", "io.py", "logs.py", "core/*.py")
-    files = {str(p) for pattern in patterns + common for p in CODE.glob(pattern)}
-    return sorted(files) + TOOLCHAIN
+def code(script):
+    """What the rule's script runs: labmake's modules and data files it can reach, the lock."""
+    return [*code_inputs.for_script(SCRIPTS / f"{script}.py"), *TOOLCHAIN]
 
 
 def leaf_files(wildcards):

@@ -1,6 +1,6 @@
 # One job per model (base, each phase, tuned, every GGUF), then the report over all of them.
-from labmake import evaluate as _evaluate
-from labmake import multiple_choice as _mc
+from labmake.evaluation import evaluate as _evaluate
+from labmake.sdg import multiple_choice as _mc
 
 EVAL_MODELS = _evaluate.model_names(PHASES, QUANTS)
 KNOWLEDGE_LEAVES = _mc.knowledge_leaves(TAXONOMY, LEAVES)
@@ -25,16 +25,7 @@ rule generate_multiple_choice:
         leaf="|".join(re.escape(leaf) for leaf in KNOWLEDGE_LEAVES) or "NONE",
     input:
         seeds=paths.SEEDS,
-        code=code(
-            "multiple_choice.py",
-            "generate.py",
-            "teacher*.py",
-            "request_cache.py",
-            "sdg/*.py",
-            "sdg/pipelines/multiple_choice.yaml",
-            "sdg/prompts/*.j2",
-            "testing/*.py",
-        ),
+        code=code("generate_multiple_choice"),
     output:
         paths.MC_LEAF,
     params:
@@ -57,7 +48,7 @@ rule multiple_choice:
     # input of mix or train: regenerating it never retrains.
     input:
         leaves=[paths.mc_leaf(leaf) for leaf in KNOWLEDGE_LEAVES],
-        code=code("multiple_choice.py"),
+        code=code("multiple_choice"),
     output:
         paths.MULTIPLE_CHOICE,
     log:
@@ -74,17 +65,8 @@ rule evaluate:
     input:
         unpack(lambda w: _evaluate.model_inputs(w.model, PHASES, CONFIG.student.gguf)),
         eval=paths.dataset("eval"),
-        template=str(CODE / "prompts/judge_answer.j2"),
         judge=[CONFIG.evaluate.judge.gguf] if CONFIG.evaluate.judge and CONFIG.evaluate.judge.gguf else [],
-        code=code(
-            "evaluate.py",
-            "train*.py",
-            "filters.py",
-            "teacher*.py",
-            "request_cache.py",
-            "student.py",
-            "testing/*.py",
-        ),
+        code=code("evaluate"),
     output:
         paths.EVAL_MODEL,
     params:
@@ -115,8 +97,7 @@ rule report:
         filter_stats=all_leaves(paths.FILTER_STATS),
         checkpoints=[paths.CHECKPOINT_DIR.format(phase=p) for p in PHASES],
         mix_stats=paths.MIX_STATS,
-        templates=sorted(str(p) for p in (CODE / "templates").glob("*.j2")),
-        code=code("evaluate.py", "report.py", "filters.py", "teacher*.py", "export.py", "gguf_meta.py"),
+        code=code("report"),
     output:
         json=paths.EVAL_REPORT,
         html=paths.REPORT_HTML,
@@ -142,7 +123,7 @@ rule manifest:
         ggufs=[paths.gguf(q) for q in QUANTS],
         report=paths.EVAL_REPORT,
         data=[paths.dataset(d) for d in paths.DATASETS] + [paths.MULTIPLE_CHOICE],
-        code=code("provenance.py", "export.py"),
+        code=code("manifest"),
     output:
         paths.MANIFEST,
     log:

@@ -2,7 +2,7 @@ rule merge:
     input:
         base=paths.BASE_DIR,
         phases=[paths.CHECKPOINT_DIR.format(phase=p) for p in PHASES],
-        code=code("export.py", "train.py", "train_resume.py", "student.py"),
+        code=code("merge"),
     output:
         directory(paths.MERGED_DIR),
     log:
@@ -23,7 +23,7 @@ rule gguf_f16:
         seeds=all_leaves(paths.SEEDS),
         generated=all_leaves(paths.GENERATED),
         mix_stats=paths.MIX_STATS,
-        code=code("export.py", "gguf_arch.py", "gguf_meta.py", "provenance.py"),
+        code=code("gguf"),
     output:
         paths.gguf("F16"),
     params:
@@ -44,7 +44,7 @@ rule gguf_f16:
 rule quantize:
     input:
         f16=paths.gguf("F16"),
-        code=code("export.py"),
+        code=code("quantize"),
     output:
         paths.GGUF,
     log:

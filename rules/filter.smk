@@ -2,7 +2,7 @@ rule filter:
     input:
         seeds=paths.SEEDS,
         generated=paths.GENERATED,
-        code=code("filters.py", "sdg/*.py"),
+        code=code("filter"),
     output:
         samples=paths.FILTERED,
         stats=paths.FILTER_STATS,

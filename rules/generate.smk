@@ -1,15 +1,7 @@
 rule generate:
     input:
         seeds=paths.SEEDS,
-        code=code(
-            "generate.py",
-            "teacher*.py",
-            "request_cache.py",
-            "sdg/*.py",
-            "sdg/pipelines/*.yaml",
-            "sdg/prompts/*.j2",
-            "testing/*.py",
-        ),
+        code=code("generate"),
         # generate.pipelines_dir: its pipelines and prompts shadow the shipped ones by name.
         pipelines=(
             sorted(str(p) for p in Path(CONFIG.generate.pipelines_dir).rglob("*") if p.is_file())

@@ -2,7 +2,7 @@ rule mix:
     input:
         seeds=all_leaves(paths.SEEDS),
         filtered=all_leaves(paths.FILTERED),
-        code=code("mix.py", "filters.py", "sdg/*.py"),
+        code=code("mix"),
     output:
         knowledge=paths.dataset("knowledge"),
         skills=paths.dataset("skills"),

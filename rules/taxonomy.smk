@@ -1,14 +1,7 @@
 rule seeds:
     input:
         leaf_files,
-        code=code(
-            "seeds.py",
-            "chunking.py",
-            "git_documents.py",
-            "taxonomy*.py",
-            "schema/skill_*.yaml",
-            "schema/knowledge_*.yaml",
-        ),
+        code=code("seeds"),
     output:
         paths.SEEDS,
     params:

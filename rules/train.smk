@@ -1,7 +1,7 @@
 rule base_model:
     # The student in Hugging Face form, converted once from its GGUF (cached by content hash).
     input:
-        code=code("student.py", "gguf_meta.py", "gguf_arch.py"),
+        code=code("base_model"),
     output:
         directory(paths.BASE_DIR),
     params:
@@ -25,7 +25,7 @@ rule train:
         dataset=lambda w: paths.dataset(PHASE_DATASET[w.phase]),
         replay=phase_replay,
         evaluation=phase_evaluation,
-        code=code("train.py", "train_resume.py", "train_launch.py", "student.py"),
+        code=code("train"),
     output:
         directory(paths.CHECKPOINT_DIR),
     params:

@@ -1,7 +1,8 @@
 from pathlib import Path
 
-from labmake import logs, student
-from labmake.config import StudentConfig, section
+from labmake.core import logs
+from labmake.core.config import StudentConfig, section
+from labmake.training import student
 
 with logs.stage(snakemake.log[0], "base_model", snakemake.threads):
     cfg = section(StudentConfig, snakemake.params.student, "student")

@@ -1,7 +1,8 @@
 from pathlib import Path
 
-from labmake import evaluate, logs
-from labmake.config import EvaluateConfig, section
+from labmake.core import logs
+from labmake.core.config import EvaluateConfig, section
+from labmake.evaluation import evaluate
 
 with logs.stage(snakemake.log[0], f"evaluate {snakemake.wildcards.model}", snakemake.threads):
     evaluate.run_model(

@@ -1,7 +1,8 @@
 from pathlib import Path
 
-from labmake import filters, logs
-from labmake.config import FilterConfig, section
+from labmake.core import logs
+from labmake.core.config import FilterConfig, section
+from labmake.sdg import filters
 
 with logs.stage(snakemake.log[0], "filter"):
     filters.run(

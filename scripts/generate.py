@@ -1,10 +1,11 @@
 from pathlib import Path
 
-from labmake import generate, logs
-from labmake.config import GenerateConfig, TeacherConfig, section
+from labmake.core import logs
+from labmake.core.config import GenerateConfig, TeacherConfig, section
+from labmake.sdg import generation
 
 with logs.stage(snakemake.log[0], "generate", snakemake.threads):
-    generate.run(
+    generation.run(
         Path(snakemake.input.seeds),
         Path(snakemake.output[0]),
         section(TeacherConfig, snakemake.params.teacher, "teacher"),

@@ -1,7 +1,8 @@
 from pathlib import Path
 
-from labmake import logs, multiple_choice
-from labmake.config import MultipleChoiceConfig, TeacherConfig, section
+from labmake.core import logs
+from labmake.core.config import MultipleChoiceConfig, TeacherConfig, section
+from labmake.sdg import multiple_choice
 
 with logs.stage(snakemake.log[0], "generate_multiple_choice", snakemake.threads):
     multiple_choice.run(

@@ -1,10 +1,12 @@
 from pathlib import Path
 
-from labmake import export, logs, provenance
+from labmake.core import logs
+from labmake.evaluation import provenance
+from labmake.export import writer
 
 with logs.stage(snakemake.log[0], "gguf"):
     merged = Path(snakemake.input.merged)
-    export.write_gguf(
+    writer.write_gguf(
         merged,
         Path(snakemake.output[0]),
         provenance={
@@ -17,6 +19,6 @@ with logs.stage(snakemake.log[0], "gguf"):
                 taxonomy_root=snakemake.params.taxonomy,
                 project_root=Path.cwd(),
             ),
-            **export.training_provenance(merged),
+            **writer.training_provenance(merged),
         },
     )

@@ -1,6 +1,7 @@
 from pathlib import Path
 
-from labmake import logs, provenance
+from labmake.core import logs
+from labmake.evaluation import provenance
 
 with logs.stage(snakemake.log[0], "manifest"):
     outputs = sorted(

@@ -1,9 +1,10 @@
 from pathlib import Path
 
-from labmake import export, logs
+from labmake.core import logs
+from labmake.export import writer
 
 with logs.stage(snakemake.log[0], "merge", snakemake.threads):
-    export.merge(
+    writer.merge(
         Path(snakemake.input.base),
         [Path(p) for p in snakemake.input.phases],
         Path(snakemake.output[0]),

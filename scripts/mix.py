@@ -1,7 +1,8 @@
 from pathlib import Path
 
-from labmake import logs, mix
-from labmake.config import MixConfig, NearDuplicateConfig, section
+from labmake.core import logs
+from labmake.core.config import MixConfig, NearDuplicateConfig, section
+from labmake.sdg import mix
 
 with logs.stage(snakemake.log[0], "mix"):
     mix.run(

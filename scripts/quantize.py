@@ -1,6 +1,7 @@
 from pathlib import Path
 
-from labmake import export, logs
+from labmake.core import logs
+from labmake.export import writer
 
 with logs.stage(snakemake.log[0], "quantize", snakemake.threads):
-    export.quantize(Path(snakemake.input.f16), Path(snakemake.output[0]), snakemake.wildcards.quant)
+    writer.quantize(Path(snakemake.input.f16), Path(snakemake.output[0]), snakemake.wildcards.quant)

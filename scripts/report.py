@@ -1,7 +1,8 @@
 from pathlib import Path
 
-from labmake import logs, report
-from labmake.config import EvaluateConfig, section
+from labmake.core import logs
+from labmake.core.config import EvaluateConfig, section
+from labmake.evaluation import report
 
 with logs.stage(snakemake.log[0], "report"):
     report.run(

@@ -1,7 +1,8 @@
 from pathlib import Path
 
-from labmake import logs, seeds
-from labmake.config import SeedsConfig, StudentConfig, TeacherConfig, section
+from labmake.core import logs
+from labmake.core.config import SeedsConfig, StudentConfig, TeacherConfig, section
+from labmake.taxonomy import seeds
 
 with logs.stage(snakemake.log[0], "seeds"):
     seeds.run(

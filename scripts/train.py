@@ -1,7 +1,8 @@
 from pathlib import Path
 
-from labmake import logs, paths, train, train_launch
-from labmake.config import PhaseConfig, section
+from labmake.core import logs, paths
+from labmake.core.config import PhaseConfig, section
+from labmake.training import launch, train
 
 with logs.stage(snakemake.log[0], "train", snakemake.threads):
     phase = section(PhaseConfig, snakemake.params.phase, "train.phases")
@@ -18,9 +19,9 @@ with logs.stage(snakemake.log[0], "train", snakemake.threads):
         resume_dir=Path(paths.RESUME_DIR.format(phase=snakemake.wildcards.phase)),
         evaluation_items=Path(snakemake.input.evaluation) if snakemake.input.evaluation else None,
     )
-    processes = train_launch.resolve_processes(snakemake.params.processes)
-    if processes > 1 and not train_launch.in_launch():
-        train_launch.launch(
+    processes = launch.resolve_processes(snakemake.params.processes)
+    if processes > 1 and not launch.in_launch():
+        launch.launch(
             processes, phase, kwargs, log_file=snakemake.log[0], threads=snakemake.threads
         )
     else:

@@ -15,7 +15,7 @@ Dimensions: every weight row is 64 or 128 wide, a multiple of 32, so Q8_0/Q4_0/Q
 every tensor. K-quants (Q4_K_M, ...) need rows that are multiples of 256; llama.cpp falls back
 to a legacy 32-block type (Q5_0, Q8_0) for narrower tensors, so K-quant files of this model
 load and run but hold no K-quant blocks: K-quant numerics were checked on the real student
-(by hand; numbers in labmake.export's docstring). SentencePiece refuses a vocabulary much
+(by hand; numbers in labmake.export.writer's docstring). SentencePiece refuses a vocabulary much
 below ~300 with byte fallback (256 byte pieces), hence 512.
 """
 
@@ -144,7 +144,7 @@ def make_tokenizer_gguf(out: Path, *, arch: str = "gemma3") -> Path:
     import gguf
     from sentencepiece import sentencepiece_model_pb2
 
-    from labmake.student import GEMMA_CHAT_TEMPLATE
+    from labmake.training.student import GEMMA_CHAT_TEMPLATE
 
     proto = sentencepiece_model_pb2.ModelProto()
     proto.ParseFromString(_trained_sentencepiece())
@@ -206,7 +206,7 @@ def make_hf_student(out_dir: Path) -> Path:
     """The tiny student in labmake's base-model layout (what ``convert_gguf_to_hf`` writes)."""
     from transformers import AutoTokenizer
 
-    from labmake.student import save_base
+    from labmake.training.student import save_base
 
     out_dir = Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="tiny-tokenizer-") as work:
@@ -229,7 +229,7 @@ def make_student_gguf(out: Path, hf_dir: Path | None = None) -> Path:
     ``hf_dir``: an existing :func:`make_hf_student` folder to export; built beside ``out`` if
     not given.
     """
-    from labmake.export import write_gguf
+    from labmake.export.writer import write_gguf
 
     out = Path(out)
     if hf_dir is None:

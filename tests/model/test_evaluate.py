@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from labmake import evaluate
+from labmake.evaluation import evaluate
 
 pytestmark = pytest.mark.model
 
@@ -30,7 +30,7 @@ def test_reference_nll_matches_the_models_own_loss(tiny_hf_student):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from labmake.train import encode
+    from labmake.training.train import encode
 
     nll = evaluate.reference_nll(tiny_hf_student, ITEMS)
     tokenizer = AutoTokenizer.from_pretrained(tiny_hf_student)
@@ -46,7 +46,7 @@ def test_reference_nll_matches_the_models_own_loss(tiny_hf_student):
 
 
 def test_one_model_scores_likelihoods_answers_and_judge(tiny_hf_student, tiny_student_gguf):
-    from labmake.config import EvaluateConfig, TeacherConfig
+    from labmake.core.config import EvaluateConfig, TeacherConfig
 
     items = [
         {**ITEMS[0], "kind": "knowledge", "question": ITEMS[0]["messages"][0]["content"]},
@@ -55,7 +55,7 @@ def test_one_model_scores_likelihoods_answers_and_judge(tiny_hf_student, tiny_st
     cfg = EvaluateConfig(
         max_new_tokens=6, n_threads=1, judge=TeacherConfig(backend="fake-for-tests")
     )
-    # Generated knowledge multiple choice (labmake.multiple_choice writes these).
+    # Generated knowledge multiple choice (labmake.sdg.multiple_choice writes these).
     choices = [
         evaluate.Choice("k", "Which word rhymes with cat?", ("Dog", "Hat", "Sun"), 1),
         evaluate.Choice("k", "Which word rhymes with dog?", ("Log", "Cup"), 0),
@@ -68,7 +68,7 @@ def test_one_model_scores_likelihoods_answers_and_judge(tiny_hf_student, tiny_st
     ]
     # every generated question answered: each option's NLL as the answer to the question alone
     assert [q["question"] for q in result["multiple_choice"]] == [c.question for c in choices]
-    from labmake.train import load_tuned
+    from labmake.training.train import load_tuned
 
     model, tokenizer = load_tuned(tiny_hf_student, [])
     for q, c in zip(result["multiple_choice"], choices, strict=True):

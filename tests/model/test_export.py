@@ -13,8 +13,10 @@ torch = pytest.importorskip("torch")
 import gguf  # noqa: E402
 import numpy as np  # noqa: E402
 
-from labmake import export, gguf_meta, io, student  # noqa: E402
-from labmake.gguf_arch import ExportError  # noqa: E402
+from labmake.core import artifacts  # noqa: E402
+from labmake.export import metadata, writer  # noqa: E402
+from labmake.export.families import ExportError  # noqa: E402
+from labmake.training import student  # noqa: E402
 
 pytestmark = pytest.mark.model
 
@@ -74,12 +76,12 @@ def hf(tiny_hf_student):
 @pytest.fixture(scope="module")
 def f16_gguf(tiny_hf_student, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("export") / "model.F16.gguf"
-    export.write_gguf(tiny_hf_student, out, provenance=PROVENANCE)
+    writer.write_gguf(tiny_hf_student, out, provenance=PROVENANCE)
     return out
 
 
 # Every type params.yaml may list (the schema's allowed list), not only the default ones.
-QUANTS = sorted(q for q in export.QUANT_TYPES if q != "F16")
+QUANTS = sorted(q for q in writer.QUANT_TYPES if q != "F16")
 
 
 @pytest.fixture(scope="module")
@@ -87,20 +89,20 @@ def quantized(f16_gguf) -> dict[str, Path]:
     out = {}
     for qtype in QUANTS:
         out[qtype] = f16_gguf.with_name(f"model.{qtype}.gguf")
-        export.quantize(f16_gguf, out[qtype], qtype)
+        writer.quantize(f16_gguf, out[qtype], qtype)
     return out
 
 
 def test_every_quantization_params_yaml_allows_is_known_to_the_exporter():
     import yaml
 
-    from labmake import config
+    from labmake.core import config
 
     allowed = config._schema()["export"]["schema"]["quantizations"]["schema"]["allowed"]
-    assert sorted(allowed) == sorted(export.QUANT_TYPES)
+    assert sorted(allowed) == sorted(writer.QUANT_TYPES)
     root = Path(__file__).resolve().parents[2]
     default = yaml.safe_load((root / "params.yaml").read_text())["export"]["quantizations"]
-    assert {"Q4_K_M", "Q5_K_M", "Q8_0"} <= set(default) <= set(export.QUANT_TYPES)
+    assert {"Q4_K_M", "Q5_K_M", "Q8_0"} <= set(default) <= set(writer.QUANT_TYPES)
 
 
 def _lora(model, seed: int, targets: list[str]):
@@ -129,7 +131,7 @@ def test_merge_equals_base_plus_adapters(tiny_hf_student, hf, tmp_path):
     expected = _hf_logits(phase2, ids)
 
     out = tmp_path / "merged"
-    export.merge(tiny_hf_student, [tmp_path / "p1", tmp_path / "p2"], out, {"labmake.x": "y"})
+    writer.merge(tiny_hf_student, [tmp_path / "p1", tmp_path / "p2"], out, {"labmake.x": "y"})
 
     merged = AutoModelForCausalLM.from_pretrained(out).eval()
     got = _hf_logits(merged, ids)
@@ -139,10 +141,11 @@ def test_merge_equals_base_plus_adapters(tiny_hf_student, hf, tmp_path):
     assert (out / "tokenizer.gguf").read_bytes() == (
         tiny_hf_student / "tokenizer.gguf"
     ).read_bytes()
-    marker = json.loads((out / export.MODEL_MARKER).read_text())
+    marker = json.loads((out / writer.MODEL_MARKER).read_text())
     assert marker.pop("labmake.x") == "y"
     assert marker.pop("phase_adapters_sha256") == {
-        name: io.sha256_file(tmp_path / name / "adapter_model.safetensors") for name in ("p1", "p2")
+        name: artifacts.sha256_file(tmp_path / name / "adapter_model.safetensors")
+        for name in ("p1", "p2")
     }
     # Adapters trained outside labmake: no phase record beyond the name.
     assert marker.pop("phases") == [{"name": "p1"}, {"name": "p2"}]
@@ -166,13 +169,13 @@ def test_f16_gguf_computes_what_the_hf_model_computes(hf, f16_gguf, tiny_student
 def test_quantized_files_load_generate_and_keep_metadata(qtype, quantized, hf):
     path = quantized[qtype]
     assert path.stat().st_size < quantized["Q8_0"].with_name("model.F16.gguf").stat().st_size
-    text = export.smoke_generate(path, "The water cycle", max_tokens=12)
+    text = writer.smoke_generate(path, "The water cycle", max_tokens=12)
     assert text.strip()
     # Random weights make near-ties, so compare logits rather than tokens.
     model, ids = hf
     assert _corr(_llama_cpp_logits(path, ids), _hf_logits(model, ids)) > 0.95
     fields = _fields(path)
-    assert fields[gguf.Keys.General.FILE_TYPE] == export.QUANT_TYPES[qtype]
+    assert fields[gguf.Keys.General.FILE_TYPE] == writer.QUANT_TYPES[qtype]
     for key, value in PROVENANCE.items():
         assert fields[key] == pytest.approx(value), key
 
@@ -204,21 +207,21 @@ def test_gguf_gets_the_trained_chat_template(tiny_hf_student, tmp_path):
 
     hf_dir = tmp_path / "hf"
     shutil.copytree(tiny_hf_student, hf_dir)
-    writer = gguf.GGUFWriter(hf_dir / "tokenizer.gguf", "gemma3")
-    gguf_meta.copy_kv(
+    tokenizer_writer = gguf.GGUFWriter(hf_dir / "tokenizer.gguf", "gemma3")
+    metadata.copy_kv(
         tiny_hf_student / "tokenizer.gguf",
-        writer,
+        tokenizer_writer,
         "tokenizer.",
         exclude={gguf.Keys.Tokenizer.CHAT_TEMPLATE},
     )
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    tokenizer_writer.write_header_to_file()
+    tokenizer_writer.write_kv_data_to_file()
+    tokenizer_writer.write_tensors_to_file()
+    tokenizer_writer.close()
     assert gguf.Keys.Tokenizer.CHAT_TEMPLATE not in _fields(hf_dir / "tokenizer.gguf")
 
     out = tmp_path / "m.gguf"
-    export.write_gguf(hf_dir, out, provenance={}, out_type="F32")
+    writer.write_gguf(hf_dir, out, provenance={}, out_type="F32")
     assert _fields(out)[gguf.Keys.Tokenizer.CHAT_TEMPLATE] == student.GEMMA_CHAT_TEMPLATE
     llm = open_llama(out, n_ctx=128, n_threads=2, seed=0)
     try:
@@ -237,9 +240,9 @@ def test_fast_metadata_reader_agrees_with_gguf_reader(f16_gguf, quantized, tiny_
             for k, f in gguf.GGUFReader(path).fields.items()
             if not k.startswith("GGUF.")
         }
-        assert gguf_meta.metadata(path) == expected, path
-    with pytest.raises(gguf_meta.GGUFMetadataError, match="not a GGUF"):
-        gguf_meta.read_kv(Path(__file__))
+        assert metadata.metadata(path) == expected, path
+    with pytest.raises(metadata.GGUFMetadataError, match="not a GGUF"):
+        metadata.read_kv(Path(__file__))
 
 
 def test_source_license_and_name_are_carried(tiny_hf_student, tmp_path):
@@ -249,7 +252,7 @@ def test_source_license_and_name_are_carried(tiny_hf_student, tmp_path):
     marker["source_general"] = {"general.license": "gemma", "general.name": "Gemma 3 270m"}
     (hf_dir / student.BASE_MARKER).write_text(json.dumps(marker))
     out = tmp_path / "m.gguf"
-    export.write_gguf(hf_dir, out, provenance={"general.name": "tuned"}, out_type="F32")
+    writer.write_gguf(hf_dir, out, provenance={"general.name": "tuned"}, out_type="F32")
     fields = _fields(out)
     assert fields["general.license"] == "gemma"
     assert fields["general.base_model.count"] == 1
@@ -259,10 +262,10 @@ def test_source_license_and_name_are_carried(tiny_hf_student, tmp_path):
 
 def test_export_is_deterministic(tiny_hf_student, f16_gguf, quantized, tmp_path):
     again = tmp_path / "again.gguf"
-    export.write_gguf(tiny_hf_student, again, provenance=dict(reversed(PROVENANCE.items())))
+    writer.write_gguf(tiny_hf_student, again, provenance=dict(reversed(PROVENANCE.items())))
     assert again.read_bytes() == f16_gguf.read_bytes()
     q = tmp_path / "again.Q4_K_M.gguf"
-    export.quantize(again, q, "Q4_K_M")
+    writer.quantize(again, q, "Q4_K_M")
     assert q.read_bytes() == quantized["Q4_K_M"].read_bytes()
     assert not list(tmp_path.glob(".*.tmp"))
 
@@ -278,7 +281,7 @@ def _with_config(src: Path, dst: Path, **changes) -> Path:
 def test_unsupported_architecture_names_the_supported_ones(tiny_hf_student, tmp_path):
     hf_dir = _with_config(tiny_hf_student, tmp_path / "qwen", architectures=["Qwen2ForCausalLM"])
     with pytest.raises(ExportError) as err:
-        export.write_gguf(hf_dir, tmp_path / "x.gguf", provenance={})
+        writer.write_gguf(hf_dir, tmp_path / "x.gguf", provenance={})
     message = str(err.value)
     assert "Qwen2ForCausalLM" in message and str(hf_dir / "config.json") in message
     for name in ("Gemma3ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM"):
@@ -289,20 +292,20 @@ def test_unsupported_architecture_names_the_supported_ones(tiny_hf_student, tmp_
 def test_features_llama_cpp_cannot_express_are_refused(tiny_hf_student, tmp_path):
     hf_dir = _with_config(tiny_hf_student, tmp_path / "g2", attn_logit_softcapping=50.0)
     with pytest.raises(ExportError, match="attn_logit_softcapping"):
-        export.write_gguf(hf_dir, tmp_path / "x.gguf", provenance={})
+        writer.write_gguf(hf_dir, tmp_path / "x.gguf", provenance={})
 
 
 def test_bad_arguments_are_explained(f16_gguf, tiny_hf_student, tmp_path):
     with pytest.raises(ExportError, match="Q4_K_M"):
-        export.quantize(f16_gguf, tmp_path / "x.gguf", "Q3_XYZ")
+        writer.quantize(f16_gguf, tmp_path / "x.gguf", "Q3_XYZ")
     with pytest.raises(ExportError, match="no such GGUF"):
-        export.quantize(tmp_path / "missing.gguf", tmp_path / "x.gguf", "Q8_0")
+        writer.quantize(tmp_path / "missing.gguf", tmp_path / "x.gguf", "Q8_0")
     with pytest.raises(ExportError, match="must start with"):
-        export.write_gguf(tiny_hf_student, tmp_path / "x.gguf", provenance={"seed": 1})
+        writer.write_gguf(tiny_hf_student, tmp_path / "x.gguf", provenance={"seed": 1})
     with pytest.raises(ExportError, match="set by the GGUF writer"):
-        export.write_gguf(tiny_hf_student, tmp_path / "x.gguf", provenance={"general.file_type": 1})
+        writer.write_gguf(tiny_hf_student, tmp_path / "x.gguf", provenance={"general.file_type": 1})
     with pytest.raises(ExportError, match="out_type"):
-        export.write_gguf(tiny_hf_student, tmp_path / "x.gguf", provenance={}, out_type="Q4")
+        writer.write_gguf(tiny_hf_student, tmp_path / "x.gguf", provenance={}, out_type="Q4")
     assert not list(tmp_path.iterdir())
 
 
@@ -314,7 +317,7 @@ def test_llama_family_exports_and_runs(architecture, tmp_path):
 
     hf_dir = tiny.make_hf_llama(tmp_path / "hf", architecture)
     out = tmp_path / "llama.F16.gguf"
-    export.write_gguf(hf_dir, out, provenance={"labmake.version": "test"})
+    writer.write_gguf(hf_dir, out, provenance={"labmake.version": "test"})
     assert _fields(out)[gguf.Keys.General.ARCHITECTURE] == "llama"
     model = AutoModelForCausalLM.from_pretrained(hf_dir).eval()
     from labmake.core.llama import open_vocab
@@ -327,7 +330,7 @@ def test_llama_family_exports_and_runs(architecture, tmp_path):
     # q/k rows are reordered for llama.cpp's rotary layout; a mistake shows up here (the tiny
     # model's attention is sharp enough that the correlation falls to ~0.8 without it).
     assert _corr(_llama_cpp_logits(out, ids), _hf_logits(model, ids)) > 0.999
-    assert export.smoke_generate(out, "The water", max_tokens=8).strip()
+    assert writer.smoke_generate(out, "The water", max_tokens=8).strip()
 
 
 def test_mistral_sliding_window_is_refused(tmp_path):
@@ -338,4 +341,4 @@ def test_mistral_sliding_window_is_refused(tmp_path):
     config["sliding_window"] = 64
     (hf_dir / "config.json").write_text(json.dumps(config))
     with pytest.raises(ExportError, match="sliding_window"):
-        export.write_gguf(hf_dir, tmp_path / "x.gguf", provenance={})
+        writer.write_gguf(hf_dir, tmp_path / "x.gguf", provenance={})

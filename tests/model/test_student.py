@@ -11,7 +11,8 @@ torch = pytest.importorskip("torch")
 
 import gguf  # noqa: E402
 
-from labmake import student  # noqa: E402
+from labmake.core import artifacts  # noqa: E402
+from labmake.training import student  # noqa: E402
 
 pytestmark = pytest.mark.model
 
@@ -105,9 +106,9 @@ def test_convert_gguf_to_hf_round_trips_the_tiny_student(
 
     names = {p.name for p in out.iterdir()}
     assert {"model.safetensors", "config.json", "tokenizer.json", "tokenizer.gguf"} <= names
-    marker = student.io.read_json(out / student.BASE_MARKER)
+    marker = artifacts.read_json(out / student.BASE_MARKER)
     assert marker["source_gguf"] == tiny_student_gguf.name
-    assert marker["source_gguf_sha256"] == student.io.sha256_file(tiny_student_gguf)
+    assert marker["source_gguf_sha256"] == artifacts.sha256_file(tiny_student_gguf)
     assert marker["model_type"] == "gemma3_text" and marker["parameters"] > 100_000
     assert marker["source_general"]["general.name"] == "labmake tiny test student"
 
@@ -133,7 +134,7 @@ def test_convert_gguf_to_hf_round_trips_the_tiny_student(
 def test_conversion_is_cached_and_deterministic(tiny_student_gguf, tmp_path, cache, monkeypatch):
     first = tmp_path / "first"
     student.convert_gguf_to_hf(tiny_student_gguf, first)
-    sha = student.io.sha256_file(tiny_student_gguf)
+    sha = artifacts.sha256_file(tiny_student_gguf)
     assert (cache / "hf" / sha / student.BASE_MARKER).is_file()
 
     # A second build copies from the cache: converting again would fail here.

@@ -15,10 +15,10 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 
-from labmake.config import TeacherConfig  # noqa: E402
-from labmake.request_cache import RequestCache  # noqa: E402
-from labmake.teacher import LlamaCppTeacher, Request, complete_all  # noqa: E402
-from labmake.teacher_llama import BatchedLlamaCppTeacher  # noqa: E402
+from labmake.core.config import TeacherConfig  # noqa: E402
+from labmake.teacher.base import LlamaCppTeacher, Request, complete_all  # noqa: E402
+from labmake.teacher.cache import RequestCache  # noqa: E402
+from labmake.teacher.llamacpp import BatchedLlamaCppTeacher  # noqa: E402
 
 pytestmark = pytest.mark.model
 
@@ -131,7 +131,7 @@ def llama_server(tiny_student_gguf: Path, tmp_path: Path) -> Iterator[str]:
 
 
 def test_openai_backend_against_a_real_llama_cpp_server(llama_server: str, tmp_path: Path):
-    from labmake.teacher import open_teacher
+    from labmake.teacher.base import open_teacher
 
     teacher = open_teacher(
         TeacherConfig(

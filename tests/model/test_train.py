@@ -11,8 +11,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from labmake import train  # noqa: E402
-from labmake.config import LoraConfig, PhaseConfig  # noqa: E402
+from labmake.core.config import LoraConfig, PhaseConfig  # noqa: E402
+from labmake.training import train  # noqa: E402
 
 pytestmark = pytest.mark.model
 
@@ -466,8 +466,8 @@ def test_best_checkpoint_is_kept_by_heldout_loss(
 KILLED_RUN = """
 import json, sys
 from pathlib import Path
-from labmake import train
-from labmake.config import LoraConfig, PhaseConfig
+from labmake.training import train
+from labmake.core.config import LoraConfig, PhaseConfig
 args = json.loads(sys.argv[1])
 phase = PhaseConfig(**{**args["phase"], "lora": LoraConfig(**args["phase"]["lora"])})
 train.run_phase(phase, max_seq_len=64, seed=7, base_dir=Path(args["base"]), parent_dirs=[],
@@ -511,7 +511,7 @@ def test_killed_phase_resumes_to_the_same_bytes(
     saved = json.loads((state / "progress.json").read_text())
     assert saved["step"] == 4 and len(saved["history"]) == 4  # the checkpoint before the kill
 
-    with caplog.at_level("INFO", logger="labmake.train"):
+    with caplog.at_level("INFO", logger="labmake.training.train"):
         _run(tiny_hf_student, data, out, phase)
     assert "resuming at step 4 of 10" in caplog.text
     assert not (out.parent / ".resume").exists()  # removed once the phase is written
@@ -526,7 +526,7 @@ def test_stale_resume_state_is_not_used(
     state = out.parent / ".resume" / "knowledge" / "state"
     state.mkdir(parents=True)
     (state / "progress.json").write_text(json.dumps({"fingerprint": "another run", "step": 3}))
-    with caplog.at_level("INFO", logger="labmake.train_resume"):
+    with caplog.at_level("INFO", logger="labmake.training.resume"):
         metrics = _run(tiny_hf_student, data, out, _phase(max_steps=2, checkpoint_every=1))
     assert "starting over" in caplog.text and metrics["steps"] == 2
     assert not (out.parent / ".resume").exists()
@@ -537,7 +537,7 @@ def test_full_fine_tune_phase_chains_and_merges(
 ) -> None:
     from safetensors.torch import load_file
 
-    from labmake import export
+    from labmake.export import writer
 
     full = tmp_path / "full"
     metrics = _run(
@@ -561,13 +561,13 @@ def test_full_fine_tune_phase_chains_and_merges(
         after_full = train.load_tuned(tiny_hf_student, [full])[0](ids).logits
         chained = train.load_tuned(tiny_hf_student, [full, lora])[0](ids).logits
         assert not torch.allclose(after_full, chained, atol=1e-4)
-        export.merge(tiny_hf_student, [full, lora], tmp_path / "merged", {})
+        writer.merge(tiny_hf_student, [full, lora], tmp_path / "merged", {})
         from transformers import AutoModelForCausalLM
 
         merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")(ids).logits
     assert torch.allclose(merged, chained, atol=1e-5)
     # What the phases were goes into the GGUF's metadata.
-    keys = export.training_provenance(tmp_path / "merged")
+    keys = writer.training_provenance(tmp_path / "merged")
     assert keys["labmake.train.phases"] == "knowledge,skills"
     assert keys["labmake.train.knowledge.method"] == "full"
     assert keys["labmake.train.skills.method"] == "lora"
@@ -577,6 +577,6 @@ def test_full_fine_tune_phase_chains_and_merges(
 
 
 def export_hash(path: Path) -> str:
-    from labmake.io import sha256_file
+    from labmake.core.artifacts import sha256_file
 
     return sha256_file(path)

@@ -14,8 +14,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from labmake import train, train_launch  # noqa: E402
-from labmake.config import LoraConfig, PhaseConfig  # noqa: E402
+from labmake.core.config import LoraConfig, PhaseConfig  # noqa: E402
+from labmake.training import launch, train  # noqa: E402
 
 pytestmark = pytest.mark.model
 
@@ -95,13 +95,13 @@ def test_each_process_gets_its_share_of_every_micro_batch() -> None:
 
 def test_process_count_setting(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert train_launch.resolve_processes("auto") == 1
+    assert launch.resolve_processes("auto") == 1
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
-    assert train_launch.resolve_processes("auto") == 4  # one per GPU the job sees
-    assert train_launch.resolve_processes(2) == 2
+    assert launch.resolve_processes("auto") == 4  # one per GPU the job sees
+    assert launch.resolve_processes(2) == 2
     with pytest.raises(ValueError, match="train.processes"):
-        train_launch.resolve_processes(0)
+        launch.resolve_processes(0)
 
 
 def test_two_processes_train_like_one(tiny_hf_student: Path, data: Path, tmp_path: Path) -> None:
@@ -109,7 +109,7 @@ def test_two_processes_train_like_one(tiny_hf_student: Path, data: Path, tmp_pat
     one = train.run_phase(phase, **_kwargs(tiny_hf_student, data, tmp_path / "one"))
     log_file = tmp_path / "train.log"
     log_file.write_text("launcher line\n")
-    train_launch.launch(
+    launch.launch(
         2,
         phase,
         _kwargs(tiny_hf_student, data, tmp_path / "two"),
@@ -147,25 +147,25 @@ def test_a_killed_worker_stops_the_launch_and_the_rerun_resumes(
 ) -> None:
     phase = _phase(max_steps=6, checkpoint_every=2)
     whole = tmp_path / "whole"
-    train_launch.launch(2, phase, _kwargs(tiny_hf_student, data, whole), threads=2)
+    launch.launch(2, phase, _kwargs(tiny_hf_student, data, whole), threads=2)
 
     out = tmp_path / "killed"
     monkeypatch.setenv(train.KILL_AT_STEP_ENV, "3")
-    with pytest.raises(train_launch.LaunchError, match="killed by signal 9.*resume"):
-        train_launch.launch(2, phase, _kwargs(tiny_hf_student, data, out), threads=2)
+    with pytest.raises(launch.LaunchError, match="killed by signal 9.*resume"):
+        launch.launch(2, phase, _kwargs(tiny_hf_student, data, out), threads=2)
     assert not out.exists()
     progress = json.loads((tmp_path / ".resume" / "killed" / "state" / "progress.json").read_text())
     assert progress["step"] == 2  # the last checkpoint before the kill
     monkeypatch.delenv(train.KILL_AT_STEP_ENV)
-    train_launch.launch(2, phase, _kwargs(tiny_hf_student, data, out), threads=2)
+    launch.launch(2, phase, _kwargs(tiny_hf_student, data, out), threads=2)
     for name in (train.ADAPTER_WEIGHTS, train.METRICS):
         assert (out / name).read_bytes() == (whole / name).read_bytes(), name
 
 
 def test_a_worker_error_is_one_clear_message(tiny_hf_student: Path, tmp_path: Path) -> None:
     empty = _write(tmp_path / "empty.jsonl", [])
-    with pytest.raises(train_launch.LaunchError, match=r"process \d of 2 exited with status 1"):
-        train_launch.launch(2, _phase(), _kwargs(tiny_hf_student, empty, tmp_path / "o"), threads=2)
+    with pytest.raises(launch.LaunchError, match=r"process \d of 2 exited with status 1"):
+        launch.launch(2, _phase(), _kwargs(tiny_hf_student, empty, tmp_path / "o"), threads=2)
 
 
 def test_checkpoint_selected_by_the_evaluation_score(
@@ -202,7 +202,7 @@ def test_checkpoint_selected_by_the_evaluation_score(
 
 
 def test_evaluation_score_matches_the_evaluation_stage(tiny_hf_student: Path) -> None:
-    from labmake import evaluate
+    from labmake.evaluation import evaluate
 
     model, tokenizer = evaluate.load_model(tiny_hf_student)
     records = _records(3)

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labmake import config
-from labmake.config import ConfigError, PhaseConfig
+from labmake.core import config
+from labmake.core.config import ConfigError, PhaseConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -87,7 +87,7 @@ def test_sampled_conformance_ilab_strict() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(("ilab_strict", "field"), [(False, "valid"), (True, "ilab_valid")])
 def test_full_corpus_in_process(ilab_strict: bool, field: str) -> None:
-    from labmake.taxonomy import _check_leaf, _Mode, _scan
+    from labmake.taxonomy.check import _check_leaf, _Mode, _scan
 
     assert CORPUS is not None
     cases = [json.loads(line) for line in (CORPUS / "expected.jsonl").read_text().splitlines()]

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labmake import cli, diff, io
-from labmake.config import SeedsConfig, load
-from labmake.seeds import leaf_record
-from labmake.taxonomy import find_leaves, load_leaf
-from labmake.taxonomy_limits import estimate_tokens
+from labmake import cli
+from labmake.cli import diff
+from labmake.core import artifacts
+from labmake.core.config import SeedsConfig, load
+from labmake.taxonomy.check import find_leaves, load_leaf
+from labmake.taxonomy.limits import estimate_tokens
+from labmake.taxonomy.seeds import leaf_record
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "taxonomy"
@@ -33,7 +35,7 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     for leaf in find_leaves(root):
         record = leaf_record(load_leaf(root, leaf), SeedsConfig(), estimate_tokens)
-        io.write_json(tmp_path / "build" / "seeds" / f"{leaf}.json", record)
+        artifacts.write_json(tmp_path / "build" / "seeds" / f"{leaf}.json", record)
     return tmp_path
 
 
@@ -107,7 +109,7 @@ def test_qna_edit_and_new_document_are_reasons(project):
 def test_fingerprint_hash_matches_between_build_and_tree(project):
     root = project / "taxonomy"
     for leaf in find_leaves(root):
-        record = io.read_json(project / "build" / "seeds" / f"{leaf}.json")
+        record = artifacts.read_json(project / "build" / "seeds" / f"{leaf}.json")
         assert (
             diff.recorded_fingerprint(record).sha256 == diff.current_fingerprint(root, leaf).sha256
         )
@@ -191,8 +193,8 @@ def test_plan_prices_new_and_changed_leaves(project, capsys):
         NEW: "new",
         SKILL: "removed",
     }
-    from labmake.generate import estimate
-    from labmake.multiple_choice import estimate_requests
+    from labmake.sdg.generation import estimate
+    from labmake.sdg.multiple_choice import estimate_requests
 
     records = {
         leaf: leaf_record(load_leaf(project / "taxonomy", leaf), cfg.seeds, estimate_tokens)

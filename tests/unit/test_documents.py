@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from test_taxonomy import knowledge, write
 
-from labmake import io
-from labmake.chunking import chunk_tokens, gguf_token_counter
-from labmake.config import SeedsConfig, StudentConfig, TeacherConfig
-from labmake.git_documents import DocumentError, glob_match, read_documents
-from labmake.seeds import run as seeds_run
+from labmake.core import artifacts
+from labmake.core.config import SeedsConfig, StudentConfig, TeacherConfig
+from labmake.taxonomy.chunking import chunk_tokens, gguf_token_counter
+from labmake.taxonomy.git_documents import DocumentError, glob_match, read_documents
+from labmake.taxonomy.seeds import run as seeds_run
 
 LEAF = "knowledge/astronomy/planets"
 DOC = "\n".join(
@@ -115,7 +115,7 @@ def build_seeds(root: Path, gguf: Path, out: Path) -> dict:
         root, LEAF, SeedsConfig(chunk_tokens=64, chunk_overlap_tokens=8),
         TeacherConfig(gguf=str(gguf)), StudentConfig(), out,
     )  # fmt: skip
-    return io.read_json(out)
+    return artifacts.read_json(out)
 
 
 def test_git_documents_are_read_at_the_pinned_commit_and_cached(
@@ -218,7 +218,7 @@ def test_glob_match() -> None:
 
 
 def test_validate_warns_of_a_branch_name_commit(tmp_path: Path) -> None:
-    from labmake.taxonomy import validate_leaf
+    from labmake.taxonomy.check import validate_leaf
 
     document = "document:\n  repo: https://example.org/docs.git\n  commit: main\n  patterns:\n"
     write(tmp_path, LEAF, knowledge(document + "    - '*.md'\n"))

@@ -1,4 +1,4 @@
-"""labmake.evaluate without models: scores, multiple choice, bootstrap, judge parsing, summary."""
+"""labmake.evaluation.evaluate without models: scores, multiple choice, bootstrap, judge parsing, summary."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from labmake import evaluate
-from labmake.config import EvaluateConfig, TeacherConfig
-from labmake.teacher import Request
+from labmake.core.config import EvaluateConfig, TeacherConfig
+from labmake.evaluation import evaluate
+from labmake.teacher.base import Request
 from labmake.testing.fake_teacher import FakeTeacher
 
 K1, K2, S = "knowledge/a", "knowledge/b", "skills/c"
@@ -221,15 +221,15 @@ def test_no_regression_when_the_interval_straddles_zero():
 
 
 def test_load_results_refuses_scores_of_another_eval_set(tmp_path):
-    from labmake import io
+    from labmake.core import artifacts
 
     eval_path = tmp_path / "eval.jsonl"
-    io.write_jsonl(eval_path, ITEMS)
+    artifacts.write_jsonl(eval_path, ITEMS)
     good = tmp_path / "base.json"
-    io.write_json(good, {"model": "base", "items_sha256": io.sha256_file(eval_path)})
+    artifacts.write_json(good, {"model": "base", "items_sha256": artifacts.sha256_file(eval_path)})
     assert set(evaluate.load_results([good], eval_path)) == {"base"}
     stale = tmp_path / "tuned.json"
-    io.write_json(stale, {"model": "tuned", "items_sha256": "0" * 64})
+    artifacts.write_json(stale, {"model": "tuned", "items_sha256": "0" * 64})
     with pytest.raises(ValueError, match="another version"):
         evaluate.load_results([good, stale], eval_path)
 
@@ -263,7 +263,7 @@ def test_model_names_and_inputs():
 def test_judge_is_a_teacher_section_or_null():
     import yaml
 
-    from labmake.config import ConfigError, validate
+    from labmake.core.config import ConfigError, validate
 
     raw = yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())
     assert validate(raw).evaluate.judge is None  # off by default

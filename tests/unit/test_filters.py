@@ -1,7 +1,8 @@
 import pytest
 
-from labmake import filters, io
-from labmake.config import FilterConfig, NearDuplicateConfig
+from labmake.core import artifacts
+from labmake.core.config import FilterConfig, NearDuplicateConfig
+from labmake.sdg import filters
 
 SEEDS = {
     "leaf": "knowledge/test/lighthouses",
@@ -123,8 +124,8 @@ def test_minhash_is_deterministic_and_tracks_overlap():
 
 def test_empty_leaf_fails_loudly_and_writes_stats(tmp_path):
     seeds_path, gen_path = tmp_path / "s.json", tmp_path / "g.jsonl"
-    io.write_json(seeds_path, SEEDS)
-    io.write_jsonl(
+    artifacts.write_json(seeds_path, SEEDS)
+    artifacts.write_jsonl(
         gen_path,
         [
             record("Who?", "Nobody at all here.", 0),
@@ -138,7 +139,7 @@ def test_empty_leaf_fails_loudly_and_writes_stats(tmp_path):
     assert "teacher" in str(err.value) and "params.yaml" in str(err.value)
     assert "keep_faithful" in str(err.value)
     assert not (tmp_path / "f.jsonl").exists()
-    stats = io.read_json(tmp_path / "st.json")
+    stats = artifacts.read_json(tmp_path / "st.json")
     assert stats["kept"] == 0 and stats["removed_by_pipeline"] == {"keep_faithful": 1}
 
 

@@ -6,8 +6,7 @@ import random
 
 import pytest
 
-from labmake import generate, mix
-from labmake.config import (
+from labmake.core.config import (
     FilterConfig,
     FreeformCounts,
     GenerateConfig,
@@ -17,7 +16,8 @@ from labmake.config import (
     NearDuplicateConfig,
     TeacherConfig,
 )
-from labmake.filters import filter_leaf, rouge_l, to_messages, tokens
+from labmake.sdg import generation, mix
+from labmake.sdg.filters import filter_leaf, rouge_l, to_messages, tokens
 from labmake.testing.fake_teacher import FakeTeacher
 
 
@@ -72,7 +72,7 @@ GEN = GenerateConfig(
 def accepted() -> dict[str, list[dict]]:
     out = {}
     for seeds in (KNOWLEDGE, SKILL):
-        records = generate.generate_leaf(
+        records = generation.generate_leaf(
             seeds, GEN, TeacherConfig(), 5, FakeTeacher(TeacherConfig())
         )
         kept, stats = filter_leaf(seeds, records, FilterConfig(min_chunk_overlap=0.0))
@@ -113,9 +113,9 @@ def test_mix_covers_every_leaf_holds_out_eval_and_is_order_independent(accepted,
     # What the train stage reads: datasets' json loader, straight from the file.
     from datasets import load_dataset
 
-    from labmake import io
+    from labmake.core import artifacts
 
-    io.write_jsonl(tmp_path / "knowledge.jsonl", datasets["knowledge"])
+    artifacts.write_jsonl(tmp_path / "knowledge.jsonl", datasets["knowledge"])
     loaded = load_dataset("json", data_files=str(tmp_path / "knowledge.jsonl"), split="train")
     assert loaded.num_rows == len(datasets["knowledge"]) and "messages" in loaded.column_names
 
@@ -293,7 +293,7 @@ def test_a_leaf_keeps_at_least_one_generated_training_sample(caplog):
         [(same, f"Answer {i}.", None) for i in range(4)],
     )
     cfg = _cfg(eval_seeds_per_leaf=0, eval_generated_per_leaf=10)
-    with caplog.at_level("WARNING", logger="labmake.mix"):
+    with caplog.at_level("WARNING", logger="labmake.sdg.mix"):
         datasets, stats = mix.mix([(seeds, samples)], cfg, 5)
     s = stats["leaves"]["knowledge/test/keeper"]
     assert (s["eval_generated"], s["generated_drawn"], s["eval"]) == (0, 4, 0)
@@ -309,7 +309,7 @@ def test_a_small_leaf_holds_out_at_most_its_share(caplog):
     )
     for share, held in ((0.25, 1), (0.5, 2)):  # of 5 samples
         cfg = MixConfig(eval_generated_per_leaf=4, eval_generated_max_share=share)
-        with caplog.at_level("WARNING", logger="labmake.mix"):
+        with caplog.at_level("WARNING", logger="labmake.sdg.mix"):
             _, stats = mix.mix([(seeds, samples)], cfg, 5)
         s = stats["leaves"]["knowledge/test/keeper"]
         assert s["eval_generated"] == held
@@ -390,12 +390,13 @@ def test_grounded_skills_compare_the_question_in_its_context():
 
 
 def test_evaluation_reads_generated_items(accepted, tmp_path):
-    from labmake import evaluate, io
-    from labmake.config import EvaluateConfig
+    from labmake.core import artifacts
+    from labmake.core.config import EvaluateConfig
+    from labmake.evaluation import evaluate
 
     datasets, stats = _mix(accepted)
     path = tmp_path / "eval.jsonl"
-    io.write_jsonl(path, datasets["eval"])
+    artifacts.write_jsonl(path, datasets["eval"])
     items = evaluate.read_items(path)
     n = len(items)
     results = {

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from test_generate_mix import KNOWLEDGE, SKILL
 
-from labmake import io, multiple_choice
-from labmake.config import MultipleChoiceConfig, TeacherConfig
-from labmake.filters import content_overlap
-from labmake.sdg import PipelineError, check, load
+from labmake.core import artifacts
+from labmake.core.config import MultipleChoiceConfig, TeacherConfig
+from labmake.sdg import PipelineError, check, load, multiple_choice
 from labmake.sdg.blocks import Context, OptionsBlock, option_key, same_option
+from labmake.sdg.filters import content_overlap
 from labmake.sdg.parse import split_items
 from labmake.testing.fake_teacher import FakeTeacher
 
@@ -162,14 +162,14 @@ def test_fake_teacher_build_gives_grounded_distinct_options():
     assert "keep_correct" in rejected_by  # the fake judge says no one time in five
     # Deterministic: the same teacher answers give the same bytes.
     again = multiple_choice.generate_leaf(KNOWLEDGE, CFG, TeacherConfig(), 7, teacher)
-    assert io.dumps(again) == io.dumps(records)
+    assert artifacts.dumps(again) == artifacts.dumps(records)
 
 
 def test_questions_are_not_the_training_datas_requests():
     # Same prompt template as the knowledge pipeline: the seeds must differ, or the teacher
     # (and its request cache) would hand back the training samples' own questions.
-    from labmake.config import GenerateConfig
-    from labmake.generate import estimate
+    from labmake.core.config import GenerateConfig
+    from labmake.sdg.generation import estimate
 
     train = estimate(KNOWLEDGE, GenerateConfig(), TeacherConfig(), 7)
     mc = multiple_choice.estimate_requests(KNOWLEDGE, CFG, TeacherConfig(), 7)
@@ -195,14 +195,16 @@ def test_aggregate_is_sorted_kept_only_and_deterministic(tmp_path: Path):
     files = []
     for seeds in (KNOWLEDGE, other):
         path = tmp_path / f"{seeds['leaf'].replace('/', '_')}.jsonl"
-        io.write_jsonl(path, multiple_choice.generate_leaf(seeds, CFG, TeacherConfig(), 7, teacher))
+        artifacts.write_jsonl(
+            path, multiple_choice.generate_leaf(seeds, CFG, TeacherConfig(), 7, teacher)
+        )
         files.append(path)
     out, out2 = tmp_path / "mc.jsonl", tmp_path / "mc2.jsonl"
     multiple_choice.aggregate(files, out)
     multiple_choice.aggregate(list(reversed(files)), out2)
     assert out.read_bytes() == out2.read_bytes()
-    items = io.read_jsonl(out)
-    kept = sum(r["status"] == "kept" for f in files for r in io.read_jsonl(f))
+    items = artifacts.read_jsonl(out)
+    kept = sum(r["status"] == "kept" for f in files for r in artifacts.read_jsonl(f))
     assert len(items) == kept
     keys = [(i["leaf"], i["chunk_index"], i["id"]) for i in items]
     assert keys == sorted(keys)

@@ -9,8 +9,9 @@ from xml.etree import ElementTree
 
 import pytest
 
-from labmake import evaluate, io, report
-from labmake.config import EvaluateConfig
+from labmake.core import artifacts
+from labmake.core.config import EvaluateConfig
+from labmake.evaluation import evaluate, report
 
 K1, S = "knowledge/science/lamps", "compositional_skills/writing/rhymes"
 SECTIONS = {"inputs", "data", "training", "evaluation", "models", "timings"}
@@ -52,10 +53,10 @@ def write_gguf_metadata(path: Path) -> None:
 
 
 def model_result(name: str, eval_path: Path, **scores) -> dict:
-    return {"model": name, "items": 3, "items_sha256": io.sha256_file(eval_path), **scores}
+    return {"model": name, "items": 3, "items_sha256": artifacts.sha256_file(eval_path), **scores}
 
 
-# Knowledge multiple choice as labmake.multiple_choice writes it (from the leaf's documents).
+# Knowledge multiple choice as labmake.sdg.multiple_choice writes it (from the leaf's documents).
 MC_ITEMS = [
     {
         "leaf": K1,
@@ -76,9 +77,9 @@ MC_ITEMS = [
 def build(tmp_path: Path) -> dict:
     b = tmp_path / "build"
     eval_path = b / "data/eval.jsonl"
-    io.write_jsonl(eval_path, ITEMS)
+    artifacts.write_jsonl(eval_path, ITEMS)
     mc_path = b / "data/multiple_choice.jsonl"
-    io.write_jsonl(mc_path, MC_ITEMS)
+    artifacts.write_jsonl(mc_path, MC_ITEMS)
     mc = [
         {
             "leaf": q["leaf"],
@@ -91,7 +92,7 @@ def build(tmp_path: Path) -> dict:
         }
         for q in MC_ITEMS
     ]
-    mc_sha = {"multiple_choice_sha256": io.sha256_file(mc_path)}
+    mc_sha = {"multiple_choice_sha256": artifacts.sha256_file(mc_path)}
     gguf_scores = {
         "answers": ["The lamp is red.", "<script>alert(1)</script>", "Hat."],
         "token_f1": [1.0, 0.0, 0.5],
@@ -132,11 +133,11 @@ def build(tmp_path: Path) -> dict:
     models = []
     for name, result in results.items():
         models.append(b / f"eval/{name}.json")
-        io.write_json(models[-1], result)
+        artifacts.write_json(models[-1], result)
     seeds, stats = [], []
     for leaf, kind in ((K1, "knowledge"), (S, "skill")):
         seeds.append(b / f"seeds/{leaf}.json")
-        io.write_json(
+        artifacts.write_json(
             seeds[-1],
             {
                 "leaf": leaf,
@@ -147,7 +148,7 @@ def build(tmp_path: Path) -> dict:
             },
         )
         stats.append(b / f"filtered/{leaf}.stats.json")
-        io.write_json(
+        artifacts.write_json(
             stats[-1],
             {
                 "leaf": leaf,
@@ -162,12 +163,12 @@ def build(tmp_path: Path) -> dict:
         checkpoints.append(b / f"checkpoints/{phase}")
         evals = [{"step": 2, "heldout_loss": 2.6}, {"step": len(losses), "heldout_loss": 2.7}]
         metrics = {"phase": phase, "loss": losses, "heldout_loss": evals, "chosen_step": 2}
-        io.write_json(checkpoints[-1] / "metrics.json", metrics)
+        artifacts.write_json(checkpoints[-1] / "metrics.json", metrics)
         by = "evaluation_nll" if phase == "skills" else "heldout_loss"
-        io.write_json(
+        artifacts.write_json(
             checkpoints[-1] / "labmake_phase.json", {"selected_checkpoint": {"step": 2, "by": by}}
         )
-    io.write_json(b / "data/mix.json", {"sizes": {"eval": 3, "knowledge": 10, "skills": 8}})
+    artifacts.write_json(b / "data/mix.json", {"sizes": {"eval": 3, "knowledge": 10, "skills": 8}})
     bench = b / "benchmarks"
     for rule, name, seconds in (
         ("train", "knowledge", 12.5),
@@ -234,7 +235,7 @@ class Page(HTMLParser):
 
 def test_report_html_is_self_contained_with_every_section(build):
     rep, html, out_json = run(build, EvaluateConfig(bootstrap_resamples=200))
-    assert io.read_json(out_json) == rep
+    assert artifacts.read_json(out_json) == rep
     page = Page()
     page.feed(html)
     assert page.ids >= SECTIONS
@@ -269,7 +270,7 @@ def test_report_html_is_self_contained_with_every_section(build):
 
 
 def test_scores_of_another_multiple_choice_file_are_refused(build):
-    io.write_jsonl(build["inputs"]["mc"], MC_ITEMS[:1])
+    artifacts.write_jsonl(build["inputs"]["mc"], MC_ITEMS[:1])
     with pytest.raises(ValueError, match="multiple_choice.jsonl"):
         run(build, EvaluateConfig(bootstrap_resamples=200))
 
@@ -311,9 +312,9 @@ def test_timings_sum_jobs_per_rule(build):
 def test_regression_fails_only_when_asked(build):
     # tuned worse than base on every item of K1
     tuned = build["dir"] / "eval/tuned.json"
-    result = io.read_json(tuned)
+    result = artifacts.read_json(tuned)
     result["reference_nll"] = [4.0, 4.5, 3.0]
-    io.write_json(tuned, result)
+    artifacts.write_json(tuned, result)
     rep, html, _ = run(build, EvaluateConfig(bootstrap_resamples=200))
     assert [(r["leaf"], r["metric"]) for r in rep["regressions"]] == [(K1, "reference_nll")]
     assert "Regression" in html

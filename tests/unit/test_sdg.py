@@ -8,23 +8,16 @@ from importlib.resources import files
 
 import pytest
 
-from labmake import generate
-from labmake.config import (
+from labmake.core.config import (
     FreeformCounts,
     GenerateConfig,
     GroundedCounts,
     KnowledgeCounts,
     TeacherConfig,
 )
-from labmake.sdg import SHIPPED, PipelineError, check, load, pipeline_for, templates
-from labmake.sdg.parse import (
-    first_item,
-    first_sentences,
-    parse_score,
-    split_items,
-    trim_cut_off,
-)
-from labmake.teacher import Completion, Request, derive_seed
+from labmake.sdg import SHIPPED, PipelineError, check, generation, load, pipeline_for, templates
+from labmake.sdg.parse import first_item, first_sentences, parse_score, split_items, trim_cut_off
+from labmake.teacher.base import Completion, Request, derive_seed
 from labmake.testing.fake_teacher import FakeTeacher
 
 KNOWLEDGE = {
@@ -116,7 +109,7 @@ class PassingTeacher:
 
 def run(seeds, gen=SMALL, teacher=None, seed=7):
     teacher = teacher or FakeTeacher(TeacherConfig())
-    return generate.generate_leaf(seeds, gen, TeacherConfig(), seed, teacher), teacher
+    return generation.generate_leaf(seeds, gen, TeacherConfig(), seed, teacher), teacher
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -136,7 +129,7 @@ def test_pipeline_is_chosen_by_kind_unless_params_name_one():
     ]
     assert pipeline_for(KNOWLEDGE, replace(gen, pipeline="simple")) == "simple"
     with pytest.raises(PipelineError, match="'nope' is not a pipeline"):
-        generate.pipeline_of(KNOWLEDGE, replace(gen, pipeline="nope"))
+        generation.pipeline_of(KNOWLEDGE, replace(gen, pipeline="nope"))
 
 
 def _write(folder, name, text):
@@ -254,7 +247,7 @@ def test_same_inputs_same_records_and_full_provenance(seeds):
     assert first != other
     kept = [r for r in first if r["status"] == "kept"]
     assert kept, "the fake teacher's samples must survive the judges"
-    pipeline = generate.pipeline_of(seeds, SMALL)
+    pipeline = generation.pipeline_of(seeds, SMALL)
     for r in first:
         assert r["leaf"] == seeds["leaf"] and r["teacher"] == "fake-for-tests:v1"
         assert (r["pipeline"], r["pipeline_version"]) == (pipeline.name, pipeline.version)
@@ -279,7 +272,7 @@ def test_counts_are_honoured_and_the_plan_prices_exactly_what_passing_samples_co
     seeds, first_block_requests
 ):
     records, teacher = run(seeds, teacher=PassingTeacher())
-    planned = generate.estimate(seeds, SMALL, TeacherConfig(), 7)
+    planned = generation.estimate(seeds, SMALL, TeacherConfig(), 7)
     # The first teacher block sends exactly the configured count.
     first_template = planned[0].prompt.rsplit("\n", 1)[-1]
     assert sum(1 for r in teacher.sent[:first_block_requests]) == first_block_requests

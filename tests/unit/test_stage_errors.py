@@ -11,15 +11,15 @@ import pytest
     "raise_it, expected",
     [
         (
-            "from labmake.taxonomy import TaxonomyError; raise TaxonomyError('x/qna.yaml: broken')",
+            "from labmake.taxonomy.check import TaxonomyError; raise TaxonomyError('x/qna.yaml: broken')",
             "x/qna.yaml: broken",
         ),
         (
-            "from labmake.filters import EmptyLeafError; raise EmptyLeafError('kept 0 of 9')",
+            "from labmake.sdg.filters import EmptyLeafError; raise EmptyLeafError('kept 0 of 9')",
             "kept 0 of 9",
         ),
         (
-            "from labmake.teacher import TeacherError; raise TeacherError('t.gguf: cannot load')",
+            "from labmake.teacher.base import TeacherError; raise TeacherError('t.gguf: cannot load')",
             "t.gguf: cannot load",
         ),
     ],
@@ -27,7 +27,7 @@ import pytest
 def test_stage_turns_expected_errors_into_a_message(tmp_path, raise_it, expected):
     log = tmp_path / "rule.log"
     code = textwrap.dedent(f"""
-        from labmake import logs
+        from labmake.core import logs
         with logs.stage({str(log)!r}, "seeds"):
             {raise_it}
     """)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from labmake.taxonomy import (
+from labmake.taxonomy.check import (
     Finding,
     PromptBudget,
     TaxonomyError,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from labmake import taxonomy_documents
-from labmake.taxonomy import Finding, TaxonomyError, find_leaves, load_leaf, validate_leaf
+from labmake.taxonomy import documents
+from labmake.taxonomy.check import Finding, TaxonomyError, find_leaves, load_leaf, validate_leaf
 
 LEAF = "compositional_skills/writing/poems"
 KLEAF = "knowledge/astronomy/planets"
@@ -64,7 +64,7 @@ def test_size_cap(tmp_path: Path) -> None:
 
 
 def test_document_size_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(taxonomy_documents, "MAX_DOCUMENT_BYTES", 1024)
+    monkeypatch.setattr(documents, "MAX_DOCUMENT_BYTES", 1024)
     put(tmp_path, KLEAF, with_patterns("*.md"))
     (tmp_path / KLEAF / "big.md").write_text("word " * 1000)
     f = the_error(tmp_path, KLEAF)

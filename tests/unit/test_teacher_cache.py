@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from labmake import paths
-from labmake.request_cache import RequestCache, request_key
-from labmake.teacher import Completion, OnDone, Request, complete_all
+from labmake.core import paths
+from labmake.teacher.base import Completion, OnDone, Request, complete_all
+from labmake.teacher.cache import RequestCache, request_key
 
 
 class CountingTeacher:
@@ -160,9 +160,9 @@ RUNNER = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from labmake import io
-    from labmake.request_cache import RequestCache
-    from labmake.teacher import Completion, Request, complete_all
+    from labmake.core import artifacts
+    from labmake.teacher.cache import RequestCache
+    from labmake.teacher.base import Completion, Request, complete_all
 
     cache_dir, out, log, batched = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 
@@ -189,7 +189,7 @@ RUNNER = textwrap.dedent(
 
     requests = [Request(f"request {i:02d}", 1000 + i, 16) for i in range(24)]
     done = complete_all(Slow(), requests, "slow", cache=RequestCache(Path(cache_dir)))
-    io.write_jsonl(out, [{"text": c.text, "seed": c.seed, "prompt": c.prompt_sha256} for c in done])
+    artifacts.write_jsonl(out, [{"text": c.text, "seed": c.seed, "prompt": c.prompt_sha256} for c in done])
     """
 )
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from labmake import config
-from labmake.config import TeacherConfig
-from labmake.request_cache import RequestCache
-from labmake.teacher import Request, TeacherError, complete_all, open_teacher
-from labmake.teacher_openai import OpenAITeacher, redact_url
+from labmake.core import config
+from labmake.core.config import TeacherConfig
+from labmake.teacher.base import Request, TeacherError, complete_all, open_teacher
+from labmake.teacher.cache import RequestCache
+from labmake.teacher.openai_compat import OpenAITeacher, redact_url
 from labmake.testing.fault_server import FaultServer, answer_text, scripted
 
 KEY = "sk-test-7f3a9c1e5b2d4f60"
@@ -209,10 +209,10 @@ def test_params_yaml_validates_the_openai_section():
 STAGE = """
 import sys
 from pathlib import Path
-from labmake import logs
-from labmake.config import TeacherConfig
-from labmake.request_cache import RequestCache
-from labmake.teacher import Request, complete_all, open_teacher
+from labmake.core import logs
+from labmake.core.config import TeacherConfig
+from labmake.teacher.cache import RequestCache
+from labmake.teacher.base import Request, complete_all, open_teacher
 
 url, cache_dir, log_file = sys.argv[1:4]
 with logs.stage(log_file, "generate"):

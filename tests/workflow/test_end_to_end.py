@@ -10,7 +10,7 @@ import pytest
 import yaml
 from helpers import KNOWLEDGE, SKILL, make_tiny_workdir, planned_jobs, snakemake
 
-from labmake import io
+from labmake.core import artifacts
 
 pytestmark = [pytest.mark.workflow, pytest.mark.model]
 
@@ -24,22 +24,23 @@ def built(tmp_path_factory: pytest.TempPathFactory, tiny_student_gguf: Path) -> 
 
 
 def test_seeds_generated_and_filtered(built: Path):
-    seeds = io.read_json(built / f"build/seeds/{KNOWLEDGE}.json")
+    seeds = artifacts.read_json(built / f"build/seeds/{KNOWLEDGE}.json")
     assert seeds["kind"] == "knowledge" and seeds["chunks"] and len(seeds["seed_examples"]) == 15
-    generated = io.read_jsonl(built / f"build/generated/{KNOWLEDGE}.jsonl")
+    generated = artifacts.read_jsonl(built / f"build/generated/{KNOWLEDGE}.jsonl")
     assert {r["pipeline"] for r in generated} == {"knowledge"}
     assert {r["teacher"] for r in generated} == {"fake-for-tests:v1"}
     for leaf in (KNOWLEDGE, SKILL):
-        stats = io.read_json(built / f"build/filtered/{leaf}.stats.json")
+        stats = artifacts.read_json(built / f"build/filtered/{leaf}.stats.json")
         assert sum(stats["removed_by_pipeline"].values()) > 0  # the judges had work to do
-        samples = io.read_jsonl(built / f"build/filtered/{leaf}.jsonl")
+        samples = artifacts.read_jsonl(built / f"build/filtered/{leaf}.jsonl")
         assert len(samples) == stats["kept"] > 0
         assert all(s["messages"][1]["content"] == s["answer"] for s in samples)
 
 
 def test_mix_holds_out_eval_items(built: Path):
     data = {
-        n: io.read_jsonl(built / f"build/data/{n}.jsonl") for n in ("knowledge", "skills", "eval")
+        n: artifacts.read_jsonl(built / f"build/data/{n}.jsonl")
+        for n in ("knowledge", "skills", "eval")
     }
     assert {r["leaf"] for r in data["eval"]} == {KNOWLEDGE, SKILL}
     held_out = {r["question"] for r in data["eval"]}
@@ -49,15 +50,15 @@ def test_mix_holds_out_eval_items(built: Path):
 
 
 def test_multiple_choice_is_written_from_the_knowledge_documents(built: Path):
-    from labmake.filters import content_overlap
     from labmake.sdg.blocks import option_key
+    from labmake.sdg.filters import content_overlap
 
     assert not (built / f"build/mc/{SKILL}.jsonl").exists()  # skills get no multiple choice
-    records = io.read_jsonl(built / f"build/mc/{KNOWLEDGE}.jsonl")
+    records = artifacts.read_jsonl(built / f"build/mc/{KNOWLEDGE}.jsonl")
     assert {r["pipeline"] for r in records} == {"multiple_choice"}
-    items = io.read_jsonl(built / "build/data/multiple_choice.jsonl")
+    items = artifacts.read_jsonl(built / "build/data/multiple_choice.jsonl")
     assert items and len(items) == sum(r["status"] == "kept" for r in records)
-    chunks = io.read_json(built / f"build/seeds/{KNOWLEDGE}.json")["chunks"]
+    chunks = artifacts.read_json(built / f"build/seeds/{KNOWLEDGE}.json")["chunks"]
     for item in items:
         assert item["leaf"] == KNOWLEDGE and item["teacher"] == "fake-for-tests:v1"
         assert item["chunk"] == chunks[item["chunk_index"]]
@@ -76,7 +77,7 @@ def test_training_moved_adapter_and_not_base(built: Path):
     from safetensors.torch import load_file
 
     for phase in ("knowledge", "skills"):
-        metrics = io.read_json(built / f"build/checkpoints/{phase}/metrics.json")
+        metrics = artifacts.read_json(built / f"build/checkpoints/{phase}/metrics.json")
         losses = metrics["loss"]
         assert len(losses) == 4 and len(set(losses)) > 1  # the loss moved
         adapter = load_file(built / f"build/checkpoints/{phase}/adapter_model.safetensors")
@@ -106,7 +107,7 @@ def test_ggufs_load_generate_and_carry_provenance(built: Path):
 
 
 def test_report_and_manifest(built: Path):
-    report = io.read_json(built / "build/eval/report.json")
+    report = artifacts.read_json(built / "build/eval/report.json")
     assert set(report["leaves"]) == {KNOWLEDGE, SKILL}
     nll = report["overall"]["reference_nll"]
     base, tuned = nll["models"]["base"]["mean"], nll["models"]["tuned"]["mean"]
@@ -121,7 +122,7 @@ def test_report_and_manifest(built: Path):
     answers = {"base"} | {f"gguf-{q}" for q in ["F16", *quants]}
     assert set(report["overall"]["token_f1"]["models"]) == answers
     assert set(report["overall"]["rouge_l"]["models"]) == answers
-    mc_items = io.read_jsonl(built / "build/data/multiple_choice.jsonl")
+    mc_items = artifacts.read_jsonl(built / "build/data/multiple_choice.jsonl")
     mc = report["leaves"][KNOWLEDGE]["multiple_choice"]
     assert mc["models"]["tuned"]["n"] == len(mc_items) >= 1
     assert set(mc["models"]) == {"base", "phase-knowledge", "phase-skills", "tuned"}
@@ -135,10 +136,10 @@ def test_report_and_manifest(built: Path):
     html = (built / "build/report.html").read_text(encoding="utf-8")
     assert 'id="evaluation"' in html and 'src="http' not in html
     assert html.count('src="data:image/svg+xml;base64,') >= 6
-    manifest = io.read_json(built / "build/manifest.json")
+    manifest = artifacts.read_json(built / "build/manifest.json")
     by_path = {f["path"]: f for f in manifest["outputs"]}
     q4 = by_path["build/model/model.Q4_K_M.gguf"]
-    assert q4["sha256"] == io.sha256_file(built / q4["path"])
+    assert q4["sha256"] == artifacts.sha256_file(built / q4["path"])
     assert manifest["inputs"]["labmake.leaves"] == 2
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labmake import io
-from labmake.taxonomy import find_leaves
+from labmake.core import artifacts
+from labmake.taxonomy.check import find_leaves
 
 pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
@@ -54,10 +54,10 @@ def test_example_taxonomy_builds_with_the_embedded_models(tmp_path):
 
     leaves = find_leaves(tmp_path / "taxonomy")
     for leaf in leaves:
-        generated = io.read_jsonl(tmp_path / f"build/generated/{leaf}.jsonl")
+        generated = artifacts.read_jsonl(tmp_path / f"build/generated/{leaf}.jsonl")
         assert all(r["teacher"].startswith("llama-cpp:") for r in generated)
-        assert io.read_json(tmp_path / f"build/filtered/{leaf}.stats.json")["kept"] >= 1
-    report = io.read_json(tmp_path / "build/eval/report.json")
+        assert artifacts.read_json(tmp_path / f"build/filtered/{leaf}.stats.json")["kept"] >= 1
+    report = artifacts.read_json(tmp_path / "build/eval/report.json")
     assert set(report["leaves"]) == set(leaves)
     assert all(s["answers"]["gguf-Q4_K_M"] for s in report["samples"])  # the tuned GGUF answers
     assert (tmp_path / "build/report.html").stat().st_size > 10_000

@@ -32,7 +32,7 @@ from helpers import (
     run,
 )
 
-from labmake import io
+from labmake.core import artifacts
 from labmake.testing.fake_teacher import REQUEST_LOG_ENV, read_request_log
 
 # One tiny build, a real no-op build, 3 data rebuilds and ~15 dry runs: 1.5-3.5 min on 2 cores.
@@ -276,7 +276,7 @@ def test_leaf_edits_rerun_only_their_branch(project: Path, teacher_log):
     project_snakemake(project, data_target, env=env)
     counts = requests_by_leaf(log)
     assert list(counts) == [NEW_LEAF] and counts[NEW_LEAF] > 0, counts
-    skills = io.read_jsonl(project / "build/data/skills.jsonl")
+    skills = artifacts.read_jsonl(project / "build/data/skills.jsonl")
     assert {r["leaf"] for r in skills} == {SKILL, NEW_LEAF}
 
     # 3. Remove that leaf: no teacher, no per-leaf job; the mix drops its samples.
@@ -287,6 +287,6 @@ def test_leaf_edits_rerun_only_their_branch(project: Path, teacher_log):
     assert plan_leaves_to_generate(project) == []
     project_snakemake(project, data_target, env=env)
     assert read_request_log(log) == []
-    data = {n: io.read_jsonl(project / f"build/data/{n}.jsonl") for n in ("skills", "eval")}
+    data = {n: artifacts.read_jsonl(project / f"build/data/{n}.jsonl") for n in ("skills", "eval")}
     assert {r["leaf"] for r in data["skills"]} == {SKILL}
     assert NEW_LEAF not in {r["leaf"] for r in data["eval"]}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labmake.taxonomy import find_leaves
+from labmake.taxonomy.check import find_leaves
 
 pytestmark = pytest.mark.workflow
 

@@ -216,7 +216,7 @@ def versions(present: Mapping[str, str] | None = None) -> dict[str, str]:
 def provenance(root: Path) -> dict[str, str]:
     """The ``labmake.toolchain.*`` keys: versions, llama.cpp's own build id, and the hash of the
     lock the build ran under ("none" outside a project with a lock)."""
-    from .llama import build_id
+    from labmake.core.llama import build_id
 
     lock = Lock.find(root)
     keys = {f"labmake.toolchain.{name}": value for name, value in versions().items()}

@@ -1,11 +1,11 @@
 """Synthetic data generation: pipelines as data (YAML), a registry of blocks, prompt files.
 
 ``pipeline.load(name)`` reads a pipeline, ``pipeline.check`` proves it sound before any teacher
-call, ``pipeline.run`` runs it on one leaf. See ``labmake.generate`` for the stage around it.
+call, ``pipeline.run`` runs it on one leaf. See ``labmake.sdg.generation`` for the stage around it.
 """
 
-from .blocks import REGISTRY, Context, PipelineError
-from .pipeline import SHIPPED, Pipeline, check, load, pipeline_for, run
+from labmake.sdg.blocks import REGISTRY, Context, PipelineError
+from labmake.sdg.pipeline import SHIPPED, Pipeline, check, load, pipeline_for, run
 
 __all__ = [
     "REGISTRY",

@@ -22,9 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..config import GenerateConfig
-from ..teacher import Completion, Request, derive_seed
-from . import parse, templates
+from labmake.core.config import GenerateConfig
+from labmake.sdg import parse, templates
+from labmake.teacher.base import Completion, Request, derive_seed
 
 Row = dict[str, Any]
 # What a pipeline's count names resolve against: (the params.yaml section's name, its typed
@@ -467,7 +467,7 @@ class OverlapBlock(Block):
         return {self.spec["output"]}
 
     def run(self, rows: list[Row], ctx: Context) -> tuple[list[Row], list[Row]]:
-        from ..filters import content_overlap  # filters imports sdg: import late
+        from labmake.sdg.filters import content_overlap  # filters imports sdg: import late
 
         out = self.spec["output"]
         kept = []
@@ -513,7 +513,7 @@ def option_key(text: str) -> str:
     Case, punctuation, articles and other stop words do not count ("The Red Sea." is "red sea");
     an option made only of stop words keeps all its words.
     """
-    from ..filters import content_words, tokens  # filters imports sdg: import late
+    from labmake.sdg.filters import content_words, tokens  # filters imports sdg: import late
 
     return " ".join(content_words(text) or tokens(text))
 

@@ -18,9 +18,9 @@ from typing import Any
 import yaml
 from jinja2 import TemplateError
 
-from ..config import GenerateConfig
-from . import templates
-from .blocks import Block, Context, Counts, PipelineError, Row, make, placeholder_row
+from labmake.core.config import GenerateConfig
+from labmake.sdg import templates
+from labmake.sdg.blocks import Block, Context, Counts, PipelineError, Row, make, placeholder_row
 
 SHIPPED = ("knowledge", "freeform", "grounded", "simple")
 BY_KIND = {"knowledge": "knowledge", "freeform": "freeform", "grounded": "grounded"}

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import TeacherConfig
-from ..teacher import Completion, Request
+from labmake.core.config import TeacherConfig
+from labmake.teacher.base import Completion, Request
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]{3,}")
 # Test-only request counter: when this names a file, every request appends one JSON line to it,
@@ -61,7 +61,7 @@ def read_request_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line]
 
 
-# Test-only judge (labmake.evaluate's judge_answer.j2 ends with "Score:"): grades by word
+# Test-only judge (labmake.evaluation.evaluate's judge_answer.j2 ends with "Score:"): grades by word
 # overlap of the last "Answer:" with the last "Reference:", 1-10; an answer with no words gets
 # a reply without a number, so that tests see the unparseable path too.
 JUDGE_MARKER = "Score:"
@@ -105,7 +105,7 @@ def _sdg_answer(request: Request) -> Completion | None:
 
 
 def _wrong_options(prompt: str, rng: random.Random) -> Completion:
-    """Wrong options for labmake.multiple_choice's last question: one per line, built from the
+    """Wrong options for labmake.sdg.multiple_choice's last question: one per line, built from the
     words of its right answer. One time in five none at all (the stage then fills the question
     from its leaf), and one time in three the right answer slips in (the options rule drops it).
     """

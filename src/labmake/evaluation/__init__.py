@@ -1,0 +1,1 @@
+"""Evaluation: scores, answers, statistics, the report and provenance."""

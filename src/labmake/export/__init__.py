@@ -1,0 +1,1 @@
+"""Export: merging adapters, writing GGUF (a family registry) and quantizing."""

@@ -1,0 +1,1 @@
+"""Taxonomy leaves: finding, checking and loading qna.yaml files and their documents."""

@@ -1,0 +1,299 @@
+"""Knowledge documents named by ``document: {repo, commit, patterns}`` (InstructLab's form).
+
+The repository is read at exactly ``commit``: a full object name, never a branch or tag, since
+those move and the same taxonomy would then build different data. Each repository is mirrored
+once into a bare cache repository (``$LABMAKE_CACHE/git``, default ``~/.cache/labmake/git``),
+and a commit already there is read from it without touching the network, so a rebuild never
+clones again. Files are read straight from git's object store (``git ls-tree``/``git cat-file``):
+nothing is checked out, no hook or filter runs, and symlinks in the repository are refused.
+
+Only this module runs git, and only with the transports in ``_ALLOWED_PROTOCOLS`` (git's
+``ext::`` transport would run a command named in the taxonomy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from labmake.core import artifacts
+from labmake.taxonomy.documents import DOCUMENT_SUFFIXES, MAX_DOCUMENT_BYTES, pattern_problem
+from labmake.taxonomy.findings import Issue
+
+# A full id (sha1 or sha256 repositories) or an abbreviation of one: real taxonomies use both.
+_COMMIT_ID = re.compile(r"^[0-9a-f]{4,64}$")  # git abbreviates to 4 characters at least
+_FULL_LENGTHS = (40, 64)
+_ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
+_SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")  # ssh shorthand: git@host:owner/name.git
+_GIT_TIMEOUT_S = 600
+
+
+class DocumentError(ValueError):
+    """A git document cannot be read; the message names the qna.yaml and the fix."""
+
+
+@dataclass(frozen=True)
+class Document:
+    name: str  # repository-relative POSIX path
+    commit: str  # the full id it was read at
+    text: str
+
+
+def cache_root() -> Path:
+    return artifacts.cache_root() / "git"
+
+
+def read_documents(
+    qna_path: Path, repo: str, commit: str, patterns: list[str] | tuple[str, ...]
+) -> list[Document]:
+    """The documents ``patterns`` match in ``repo`` at ``commit``, sorted by path."""
+    where = f"{qna_path}: document"
+    commit = commit.strip().lower()
+    if not _COMMIT_ID.match(commit):
+        raise DocumentError(
+            f"{where}.commit is {commit!r}, which is not a commit id; a branch or tag moves, and "
+            "the same taxonomy would then build different data. Write the commit's id "
+            "(git rev-parse <branch> prints it)"
+        )
+    source = _source(qna_path, repo)
+    mirror = _mirror(source)
+    full = _resolve(mirror, commit, where)
+    if full is None:
+        if not _is_url(source) and not Path(source).exists():
+            raise DocumentError(
+                f"{where}.repo {repo!r} is neither a URL nor an existing path (looked at "
+                f"{source}); write the repository's URL or the path to a clone of it"
+            )
+        _fetch(mirror, source, commit, where)
+        full = _resolve(mirror, commit, where)
+        if full is None:
+            raise DocumentError(
+                f"{where}.commit {commit} is not in {repo}; check the id (it may be in a fork "
+                "or was force-pushed away) and that document.repo names the right repository"
+            )
+    commit = full
+    entries = _tree(mirror, commit)
+    documents: list[Document] = []
+    seen: set[str] = set()
+    for pattern in patterns:
+        problem = pattern_problem(pattern)
+        if problem:
+            raise DocumentError(f"{where}.patterns: {problem[0]}; {problem[1]}")
+        matches = sorted(path for path in entries if glob_match(path, pattern))
+        if not matches:
+            raise DocumentError(
+                f"{where}.patterns: {pattern!r} matches no file of {repo} at {commit[:12]}; "
+                "patterns are globs from the repository's root, such as docs/*.md"
+            )
+        for path in matches:
+            if path in seen:
+                continue
+            seen.add(path)
+            mode, object_id = entries[path]
+            documents.append(_document(mirror, commit, path, mode, object_id, where))
+    return sorted(documents, key=lambda d: d.name)
+
+
+def commit_issue(document: Mapping[str, Any], level: str) -> list[Issue]:
+    """What validation says of a commit the build will refuse (a branch or tag name)."""
+    commit = str(document.get("commit", "")).strip().lower()
+    if _COMMIT_ID.match(commit):
+        return []
+    return [
+        Issue(
+            ("document", "commit"),
+            f"document.commit {commit!r} is not a commit id: the build refuses branch and tag "
+            "names, which move",
+            "write the commit's id (git rev-parse <branch> prints it)",
+            "documents",
+            level,
+        )
+    ]
+
+
+def glob_match(path: str, pattern: str) -> bool:
+    """Shell-style glob over ``/``-separated paths: ``*`` stays in one folder, ``**`` spans any."""
+    return _match(PurePosixPath(path).parts, PurePosixPath(pattern).parts)
+
+
+def _match(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_match(parts[k:], pattern[1:]) for k in range(len(parts) + 1))
+    return bool(parts) and fnmatchcase(parts[0], pattern[0]) and _match(parts[1:], pattern[1:])
+
+
+def _source(qna_path: Path, repo: str) -> str:
+    """A URL git can fetch from; a local path is taken relative to the qna.yaml's folder."""
+    repo = repo.strip()
+    if repo.startswith("-"):
+        raise DocumentError(f"{qna_path}: document.repo {repo!r} looks like a command-line option")
+    if "://" in repo:
+        scheme = repo.split("://", 1)[0].lower()
+        if scheme not in _ALLOWED_PROTOCOLS.split(":"):
+            raise DocumentError(
+                f"{qna_path}: document.repo uses the {scheme!r} transport; use https://, ssh://, "
+                "git:// or a local path"
+            )
+        return repo
+    if _SCP_LIKE.match(repo):
+        return repo
+    if "::" in repo:
+        raise DocumentError(
+            f"{qna_path}: document.repo {repo!r} names a git remote helper; use https://, "
+            "ssh://, git:// or a local path"
+        )
+    # A local path need not exist while its commit is in the cache (checked before fetching).
+    return str((qna_path.parent / repo).resolve())
+
+
+def _is_url(source: str) -> bool:
+    return "://" in source or bool(_SCP_LIKE.match(source))
+
+
+def _mirror(source: str) -> Path:
+    key = hashlib.sha256(source.encode("utf-8")).hexdigest()[:24]
+    mirror = cache_root() / f"{key}.git"
+    if not (mirror / "HEAD").exists():
+        tmp = mirror.with_name(mirror.name + f".tmp{os.getpid()}")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        _git(["init", "--quiet", "--bare", str(tmp)], None, f"cannot create {mirror}")
+        (tmp / "labmake-source").write_text(source + "\n", encoding="utf-8")
+        try:
+            os.replace(tmp, mirror)
+        except OSError:  # another job made it first
+            _remove_tree(tmp)
+    return mirror
+
+
+def _resolve(mirror: Path, commit: str, where: str) -> str | None:
+    """The full id of ``commit`` if the mirror has it; an ambiguous abbreviation is an error."""
+    result = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{commit}^{{commit}}"],
+        cwd=mirror,
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode == 0:
+        return result.stdout.strip()
+    if "ambiguous" in result.stderr:
+        raise DocumentError(
+            f"{where}.commit {commit} is ambiguous in that repository; write the full id"
+        )
+    return None
+
+
+def _fetch(mirror: Path, source: str, commit: str, where: str) -> None:
+    ref = f"refs/labmake/{commit}"  # a ref keeps the fetched objects safe from git gc
+    # Most servers hand out a reachable commit by its full id (GitHub, GitLab, local
+    # repositories); an abbreviation, or a server that refuses, needs every branch and tag.
+    by_id_error = ""
+    if len(commit) in _FULL_LENGTHS:
+        by_id = subprocess.run(
+            ["git", "fetch", "--quiet", "--no-tags", "--depth=1", "--", source, f"{commit}:{ref}"],
+            cwd=mirror,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=_GIT_TIMEOUT_S,
+        )
+        if by_id.returncode == 0:
+            return
+        by_id_error = by_id.stderr
+    everything = subprocess.run(
+        ["git", "fetch", "--quiet", "--", source, "+refs/heads/*:refs/heads/*"]
+        + ["+refs/tags/*:refs/tags/*"],
+        cwd=mirror,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=_GIT_TIMEOUT_S,
+    )
+    if everything.returncode != 0:
+        detail = (everything.stderr or by_id_error).strip().splitlines()
+        raise DocumentError(
+            f"{where}.repo: git could not fetch {source} ({detail[-1] if detail else 'no detail'}); "
+            "check the URL, your network and your credentials for that host"
+        )
+
+
+def _tree(mirror: Path, commit: str) -> dict[str, tuple[str, str]]:
+    out = _git(["ls-tree", "-r", "-z", "--full-tree", commit], mirror, "cannot list the commit")
+    entries: dict[str, tuple[str, str]] = {}
+    for line in out.split("\0"):
+        if not line:
+            continue
+        meta, path = line.split("\t", 1)
+        mode, kind, object_id = meta.split()
+        if kind == "blob":
+            entries[path] = (mode, object_id)
+    return entries
+
+
+def _document(
+    mirror: Path, commit: str, path: str, mode: str, object_id: str, where: str
+) -> Document:
+    if mode == "120000":
+        raise DocumentError(
+            f"{where}: {path} is a symlink in the repository; name the file it points to instead"
+        )
+    if PurePosixPath(path).suffix.lower() not in DOCUMENT_SUFFIXES:
+        raise DocumentError(
+            f"{where}.patterns match {path}, which is not a Markdown or text file; labmake reads "
+            ".md, .txt and .rst documents: narrow the pattern (e.g. *.md)"
+        )
+    size = int(_git(["cat-file", "-s", object_id], mirror, "cannot read").strip())
+    if size > MAX_DOCUMENT_BYTES:
+        raise DocumentError(
+            f"{where}: {path} is {size} bytes, over the {MAX_DOCUMENT_BYTES} byte limit; "
+            "split it into smaller documents"
+        )
+    data = subprocess.run(
+        ["git", "cat-file", "blob", object_id], cwd=mirror, env=_env(), capture_output=True
+    ).stdout
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DocumentError(
+            f"{where}: {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
+    if "\0" in text:
+        raise DocumentError(f"{where}: {path} is a binary file; name text documents only")
+    if not text.strip():
+        raise DocumentError(f"{where}: {path} is empty; remove it from patterns or fill it")
+    return Document(name=path, commit=commit, text=text)
+
+
+def _git(args: list[str], cwd: Path | None, what: str) -> str:
+    result = subprocess.run(
+        ["git", *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=_GIT_TIMEOUT_S
+    )
+    if result.returncode != 0:
+        raise DocumentError(f"git: {what}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        GIT_ALLOW_PROTOCOL=_ALLOWED_PROTOCOLS,
+        GIT_TERMINAL_PROMPT="0",  # a private repository fails instead of waiting for a password
+        GIT_CONFIG_NOSYSTEM="1",
+        LC_ALL="C",
+    )
+    return env
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,103 @@
+"""Stage 1 (per leaf): qna.yaml + documents -> build/seeds/{leaf}.json.
+
+The seeds file is the normalized, validated form of one leaf that every later stage reads: its
+kind, task, seed examples and, for knowledge, its documents (files beside the qna.yaml or a
+git repository at a pinned commit) cut into overlapping chunks of tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from labmake.core import artifacts
+from labmake.core.config import SeedsConfig, StudentConfig, TeacherConfig
+from labmake.taxonomy.check import Leaf, load_leaf
+from labmake.taxonomy.chunking import chunk_tokens, gguf_token_counter
+from labmake.taxonomy.git_documents import read_documents
+
+
+def tokenizer_gguf(teacher: TeacherConfig, student: StudentConfig) -> Path:
+    """The GGUF whose tokenizer measures chunks: the teacher's, which reads them in its prompts,
+    unless the teacher is served over HTTP (its tokenizer is out of reach): then the student's."""
+    from labmake.training.student import resolve_gguf
+
+    if teacher.backend == "openai":
+        return resolve_gguf(student.gguf)
+    return resolve_gguf(teacher.gguf)
+
+
+def _documents(leaf: Leaf) -> list[tuple[dict[str, Any], str]]:
+    """(record, text) of each document, local files or a git repository at a commit."""
+    if leaf.document_repo is not None:
+        docs = read_documents(
+            leaf.qna_path, leaf.document_repo, leaf.document_commit or "", leaf.document_patterns
+        )
+        return [
+            (
+                {
+                    "name": d.name,
+                    "repo": leaf.document_repo,
+                    "commit": d.commit,
+                    "sha256": hashlib.sha256(d.text.encode("utf-8")).hexdigest(),
+                },
+                d.text,
+            )
+            for d in docs
+        ]
+    out = []
+    for doc in leaf.documents:
+        text = doc.read_text(encoding="utf-8")
+        record = {"name": doc.name, "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+        out.append((record, text))
+    return out
+
+
+def leaf_record(
+    leaf: Leaf, cfg: SeedsConfig, count_tokens: Callable[[str], int] | None
+) -> dict[str, Any]:
+    """``count_tokens`` measures chunks; it may be None for a leaf without documents."""
+    documents = []
+    chunks: list[str] = []
+    for record, text in _documents(leaf):
+        documents.append(record)
+        if count_tokens is None:
+            raise ValueError(f"{leaf.qna_path}: documents need a tokenizer to be chunked")
+        chunks.extend(chunk_tokens(text, count_tokens, cfg.chunk_tokens, cfg.chunk_overlap_tokens))
+    return {
+        "leaf": leaf.name,
+        "kind": leaf.kind,
+        "grounded": leaf.grounded,
+        "task_description": leaf.task_description,
+        "created_by": leaf.created_by,
+        "qna_sha256": hashlib.sha256(leaf.qna_path.read_bytes()).hexdigest(),
+        "seed_examples": [
+            {"question": s.question, "answer": s.answer, "context": s.context}
+            for s in leaf.seed_examples
+        ],
+        "documents": documents,
+        "chunks": chunks,
+    }
+
+
+def run(
+    taxonomy_root: Path,
+    leaf: str,
+    cfg: SeedsConfig,
+    teacher: TeacherConfig,
+    student: StudentConfig,
+    out: Path,
+) -> None:
+    loaded = load_leaf(taxonomy_root, leaf)
+    if loaded.kind == "knowledge" and not loaded.documents and loaded.document_repo is None:
+        raise ValueError(
+            f"{loaded.qna_path}: this knowledge leaf names no document; put the documents beside "
+            'the qna.yaml and write `document: {patterns: ["*.md"]}`, or name a git repository '
+            "with `document: {repo: URL, commit: FULL_ID, patterns: [...]}`"
+        )
+    counter = None
+    if loaded.kind == "knowledge":
+        counter = gguf_token_counter(tokenizer_gguf(teacher, student))
+    artifacts.write_json(out, leaf_record(loaded, cfg, counter))

@@ -1,0 +1,1 @@
+"""Teachers: the models that write synthetic data, behind one protocol."""

@@ -1,0 +1,1 @@
+"""Training: students, data encoding and packing, the loop, resume and launch."""
