@@ -1,6 +1,6 @@
 import pytest
 
-from labmake.core import artifacts
+from labmake.core import artifacts, text
 from labmake.core.config import FilterConfig, NearDuplicateConfig
 from labmake.sdg import filters
 
@@ -41,9 +41,9 @@ def record(question, answer, i=0, status="kept", rejected_by=None, chunk=CHUNK):
 
 
 def test_rouge_l():
-    assert filters.rouge_l(["a", "b", "c"], ["a", "b", "c"]) == 1.0
-    assert filters.rouge_l(["a", "b"], ["c", "d"]) == 0.0
-    assert filters.rouge_l(["a", "x", "b"], ["a", "b"]) == pytest.approx(0.8)
+    assert text.rouge_l(["a", "b", "c"], ["a", "b", "c"]) == 1.0
+    assert text.rouge_l(["a", "b"], ["c", "d"]) == 0.0
+    assert text.rouge_l(["a", "x", "b"], ["a", "b"]) == pytest.approx(0.8)
 
 
 def test_parse_items_multiline_and_malformed():
@@ -115,10 +115,10 @@ def test_near_duplicates_are_removed(method, threshold):
 
 
 def test_minhash_is_deterministic_and_tracks_overlap():
-    words = filters.tokens("the fire of pharos burned at the top of a tall stone tower by the sea")
-    same = filters.minhash(words).jaccard(filters.minhash(list(words)))
-    half = filters.minhash(words).jaccard(filters.minhash(words[:8] + ["x", "y", "z", "w"]))
-    other = filters.minhash(words).jaccard(filters.minhash(filters.tokens("cats sleep all day")))
+    words = text.tokens("the fire of pharos burned at the top of a tall stone tower by the sea")
+    same = text.minhash(words).jaccard(text.minhash(list(words)))
+    half = text.minhash(words).jaccard(text.minhash(words[:8] + ["x", "y", "z", "w"]))
+    other = text.minhash(words).jaccard(text.minhash(text.tokens("cats sleep all day")))
     assert same == 1.0 and 0.1 < half < 0.6 and other < 0.1
 
 

@@ -16,8 +16,9 @@ from labmake.core.config import (
     NearDuplicateConfig,
     TeacherConfig,
 )
+from labmake.core.text import rouge_l, tokens
 from labmake.sdg import generation, mix
-from labmake.sdg.filters import filter_leaf, rouge_l, to_messages, tokens
+from labmake.sdg.filters import filter_leaf, to_messages
 from labmake.testing.fake_teacher import FakeTeacher
 
 

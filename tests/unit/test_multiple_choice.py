@@ -10,9 +10,9 @@ from test_generate_mix import KNOWLEDGE, SKILL
 
 from labmake.core import artifacts
 from labmake.core.config import MultipleChoiceConfig, TeacherConfig
+from labmake.core.text import content_overlap
 from labmake.sdg import PipelineError, check, load, multiple_choice
 from labmake.sdg.blocks import Context, OptionsBlock, option_key, same_option
-from labmake.sdg.filters import content_overlap
 from labmake.sdg.parse import split_items
 from labmake.testing.fake_teacher import FakeTeacher
 

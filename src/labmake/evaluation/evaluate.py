@@ -35,9 +35,10 @@ from typing import Any
 
 from labmake.core import artifacts, paths
 from labmake.core.config import EvaluateConfig, TeacherConfig
-from labmake.sdg.filters import rouge_l as _rouge_l_tokens
-from labmake.sdg.filters import tokens
-from labmake.teacher.base import Request, complete_all, derive_seed, open_teacher
+from labmake.core.hashing import derive_seed
+from labmake.core.text import rouge_l as _rouge_l_tokens
+from labmake.core.text import tokens
+from labmake.teacher.base import Request, complete_all, open_teacher
 
 log = logging.getLogger(__name__)
 

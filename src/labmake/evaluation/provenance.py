@@ -8,7 +8,6 @@ builds of the same inputs.
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,11 +15,7 @@ from typing import Any
 
 from labmake import __version__
 from labmake.core import artifacts, toolchain
-
-
-def params_hash(params: dict[str, Any]) -> str:
-    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+from labmake.core.hashing import params_hash
 
 
 def taxonomy_hash(seeds_paths: Sequence[Path]) -> str:

@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from labmake.core.config import GenerateConfig
+from labmake.core.hashing import derive_seed
+from labmake.core.text import content_overlap, content_words, tokens
 from labmake.sdg import parse, templates
-from labmake.teacher.base import Completion, Request, derive_seed
+from labmake.teacher.base import Completion, Request
 
 Row = dict[str, Any]
 # What a pipeline's count names resolve against: (the params.yaml section's name, its typed
@@ -467,8 +469,6 @@ class OverlapBlock(Block):
         return {self.spec["output"]}
 
     def run(self, rows: list[Row], ctx: Context) -> tuple[list[Row], list[Row]]:
-        from labmake.sdg.filters import content_overlap  # filters imports sdg: import late
-
         out = self.spec["output"]
         kept = []
         for row in rows:
@@ -513,8 +513,6 @@ def option_key(text: str) -> str:
     Case, punctuation, articles and other stop words do not count ("The Red Sea." is "red sea");
     an option made only of stop words keeps all its words.
     """
-    from labmake.sdg.filters import content_words, tokens  # filters imports sdg: import late
-
     return " ".join(content_words(text) or tokens(text))
 
 

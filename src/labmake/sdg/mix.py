@@ -28,8 +28,9 @@ from typing import Any
 
 from labmake.core import artifacts
 from labmake.core.config import MixConfig, MixRecipe, NearDuplicateConfig
-from labmake.sdg.filters import similarity, to_messages, tokens
-from labmake.teacher.base import derive_seed
+from labmake.core.hashing import derive_seed
+from labmake.core.text import similarity, tokens
+from labmake.sdg.filters import to_messages
 
 log = logging.getLogger(__name__)
 

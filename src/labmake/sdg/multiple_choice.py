@@ -26,11 +26,12 @@ import yaml
 
 from labmake.core import artifacts
 from labmake.core.config import GenerateConfig, MultipleChoiceConfig, TeacherConfig
+from labmake.core.hashing import derive_seed
 from labmake.sdg import Pipeline, check, load
 from labmake.sdg.blocks import Counts, same_option
 from labmake.sdg.generation import cached_teacher, estimate, record, run_with_teacher
 from labmake.taxonomy.schema import KNOWLEDGE, kind_for
-from labmake.teacher.base import Request, Teacher, derive_seed
+from labmake.teacher.base import Request, Teacher
 from labmake.teacher.cache import RequestCache
 
 log = logging.getLogger(__name__)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from labmake.core import artifacts
 from labmake.core.config import TeacherConfig
+from labmake.core.hashing import prompt_sha256
 from labmake.core.progress import track
 
 if TYPE_CHECKING:
@@ -91,16 +92,6 @@ def llama_runtime() -> str:
     from importlib.metadata import version
 
     return f"llama-cpp-python {version('llama-cpp-python')}"
-
-
-def derive_seed(*parts: object) -> int:
-    """A stable 31-bit seed from any parts (global seed, leaf, index, ...)."""
-    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8")).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-
-
-def prompt_sha256(prompt: str) -> str:
-    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
 
 
 def complete_one_by_one(teacher: Any, requests: Sequence[Request], on_done: OnDone) -> None:

@@ -42,8 +42,8 @@ import torch.nn.functional as F
 from labmake import __version__
 from labmake.core.artifacts import atomic_dir, iter_jsonl, read_json, sha256_file, write_json
 from labmake.core.config import LoraConfig, PhaseConfig
+from labmake.core.hashing import derive_seed
 from labmake.core.progress import track
-from labmake.teacher.base import derive_seed
 from labmake.training.resume import (
     Progress,
     ResumeStore,
