@@ -34,7 +34,7 @@ def one(extra_buffers: bool, tokens: int) -> dict[str, object]:
     import llama_cpp
 
     from labmake.core import llama as runtime
-    from labmake.training.student import embedded_gguf
+    from labmake.core.models import embedded_gguf
 
     runtime.install_policy()
     original = llama_cpp.llama_cpp.llama_model_default_params

@@ -39,10 +39,10 @@ def main() -> int:
 
     from labmake.core import config
     from labmake.core.llama import open_llama
+    from labmake.core.models import resolve_gguf
     from labmake.sdg import generation
     from labmake.taxonomy import check, seeds
     from labmake.teacher.base import complete_all, open_teacher
-    from labmake.training.student import resolve_gguf
 
     cfg = config.load(ROOT / "params.yaml")
     teacher_cfg = replace(cfg.teacher, backend="llama-cpp")

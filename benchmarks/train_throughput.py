@@ -32,7 +32,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from labmake.core import artifacts
+from labmake.core import artifacts, models, paths  # noqa: E402
 from labmake.core.config import LoraConfig, PhaseConfig  # noqa: E402
 from labmake.training import student, train  # noqa: E402
 
@@ -72,8 +72,8 @@ def records(limit: int) -> tuple[list[dict], str]:
 def default_base(work: Path) -> Path:
     """build/base if it holds the embedded student, else a conversion (cached after once)."""
     built = ROOT / "build/base"
-    marker = built / student.BASE_MARKER
-    embedded = student.embedded_gguf()
+    marker = built / paths.BASE_MARKER
+    embedded = models.embedded_gguf()
     if marker.is_file() and artifacts.read_json(marker).get(
         "source_gguf_sha256"
     ) == artifacts.sha256_file(embedded):

@@ -3,6 +3,7 @@ from pathlib import Path
 from labmake.core import logs
 from labmake.evaluation import provenance
 from labmake.export import writer
+from labmake.training import merge
 
 with logs.stage(snakemake.log[0], "gguf"):
     merged = Path(snakemake.input.merged)
@@ -19,6 +20,6 @@ with logs.stage(snakemake.log[0], "gguf"):
                 taxonomy_root=snakemake.params.taxonomy,
                 project_root=Path.cwd(),
             ),
-            **writer.training_provenance(merged),
+            **merge.training_provenance(merged),
         },
     )

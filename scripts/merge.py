@@ -1,10 +1,10 @@
 from pathlib import Path
 
 from labmake.core import logs
-from labmake.export import writer
+from labmake.training import merge
 
 with logs.stage(snakemake.log[0], "merge", snakemake.threads):
-    writer.merge(
+    merge.merge(
         Path(snakemake.input.base),
         [Path(p) for p in snakemake.input.phases],
         Path(snakemake.output[0]),

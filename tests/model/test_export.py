@@ -13,10 +13,10 @@ torch = pytest.importorskip("torch")
 import gguf  # noqa: E402
 import numpy as np  # noqa: E402
 
-from labmake.core import artifacts  # noqa: E402
-from labmake.export import metadata, writer  # noqa: E402
+from labmake.core import artifacts, paths  # noqa: E402
+from labmake.export import metadata, quantize, writer  # noqa: E402
 from labmake.export.families import ExportError  # noqa: E402
-from labmake.training import student  # noqa: E402
+from labmake.training import merge, student  # noqa: E402
 
 pytestmark = pytest.mark.model
 
@@ -81,7 +81,7 @@ def f16_gguf(tiny_hf_student, tmp_path_factory) -> Path:
 
 
 # Every type params.yaml may list (the schema's allowed list), not only the default ones.
-QUANTS = sorted(q for q in writer.QUANT_TYPES if q != "F16")
+QUANTS = sorted(q for q in quantize.QUANT_TYPES if q != "F16")
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def quantized(f16_gguf) -> dict[str, Path]:
     out = {}
     for qtype in QUANTS:
         out[qtype] = f16_gguf.with_name(f"model.{qtype}.gguf")
-        writer.quantize(f16_gguf, out[qtype], qtype)
+        quantize.quantize(f16_gguf, out[qtype], qtype)
     return out
 
 
@@ -99,10 +99,10 @@ def test_every_quantization_params_yaml_allows_is_known_to_the_exporter():
     from labmake.core import config
 
     allowed = config._schema()["export"]["schema"]["quantizations"]["schema"]["allowed"]
-    assert sorted(allowed) == sorted(writer.QUANT_TYPES)
+    assert sorted(allowed) == sorted(quantize.QUANT_TYPES)
     root = Path(__file__).resolve().parents[2]
     default = yaml.safe_load((root / "params.yaml").read_text())["export"]["quantizations"]
-    assert {"Q4_K_M", "Q5_K_M", "Q8_0"} <= set(default) <= set(writer.QUANT_TYPES)
+    assert {"Q4_K_M", "Q5_K_M", "Q8_0"} <= set(default) <= set(quantize.QUANT_TYPES)
 
 
 def _lora(model, seed: int, targets: list[str]):
@@ -131,7 +131,7 @@ def test_merge_equals_base_plus_adapters(tiny_hf_student, hf, tmp_path):
     expected = _hf_logits(phase2, ids)
 
     out = tmp_path / "merged"
-    writer.merge(tiny_hf_student, [tmp_path / "p1", tmp_path / "p2"], out, {"labmake.x": "y"})
+    merge.merge(tiny_hf_student, [tmp_path / "p1", tmp_path / "p2"], out, {"labmake.x": "y"})
 
     merged = AutoModelForCausalLM.from_pretrained(out).eval()
     got = _hf_logits(merged, ids)
@@ -141,7 +141,7 @@ def test_merge_equals_base_plus_adapters(tiny_hf_student, hf, tmp_path):
     assert (out / "tokenizer.gguf").read_bytes() == (
         tiny_hf_student / "tokenizer.gguf"
     ).read_bytes()
-    marker = json.loads((out / writer.MODEL_MARKER).read_text())
+    marker = json.loads((out / paths.MODEL_MARKER).read_text())
     assert marker.pop("labmake.x") == "y"
     assert marker.pop("phase_adapters_sha256") == {
         name: artifacts.sha256_file(tmp_path / name / "adapter_model.safetensors")
@@ -169,13 +169,13 @@ def test_f16_gguf_computes_what_the_hf_model_computes(hf, f16_gguf, tiny_student
 def test_quantized_files_load_generate_and_keep_metadata(qtype, quantized, hf):
     path = quantized[qtype]
     assert path.stat().st_size < quantized["Q8_0"].with_name("model.F16.gguf").stat().st_size
-    text = writer.smoke_generate(path, "The water cycle", max_tokens=12)
+    text = quantize.smoke_generate(path, "The water cycle", max_tokens=12)
     assert text.strip()
     # Random weights make near-ties, so compare logits rather than tokens.
     model, ids = hf
     assert _corr(_llama_cpp_logits(path, ids), _hf_logits(model, ids)) > 0.95
     fields = _fields(path)
-    assert fields[gguf.Keys.General.FILE_TYPE] == writer.QUANT_TYPES[qtype]
+    assert fields[gguf.Keys.General.FILE_TYPE] == quantize.QUANT_TYPES[qtype]
     for key, value in PROVENANCE.items():
         assert fields[key] == pytest.approx(value), key
 
@@ -248,9 +248,9 @@ def test_fast_metadata_reader_agrees_with_gguf_reader(f16_gguf, quantized, tiny_
 def test_source_license_and_name_are_carried(tiny_hf_student, tmp_path):
     hf_dir = tmp_path / "hf"
     shutil.copytree(tiny_hf_student, hf_dir)
-    marker = json.loads((hf_dir / student.BASE_MARKER).read_text())
+    marker = json.loads((hf_dir / paths.BASE_MARKER).read_text())
     marker["source_general"] = {"general.license": "gemma", "general.name": "Gemma 3 270m"}
-    (hf_dir / student.BASE_MARKER).write_text(json.dumps(marker))
+    (hf_dir / paths.BASE_MARKER).write_text(json.dumps(marker))
     out = tmp_path / "m.gguf"
     writer.write_gguf(hf_dir, out, provenance={"general.name": "tuned"}, out_type="F32")
     fields = _fields(out)
@@ -265,7 +265,7 @@ def test_export_is_deterministic(tiny_hf_student, f16_gguf, quantized, tmp_path)
     writer.write_gguf(tiny_hf_student, again, provenance=dict(reversed(PROVENANCE.items())))
     assert again.read_bytes() == f16_gguf.read_bytes()
     q = tmp_path / "again.Q4_K_M.gguf"
-    writer.quantize(again, q, "Q4_K_M")
+    quantize.quantize(again, q, "Q4_K_M")
     assert q.read_bytes() == quantized["Q4_K_M"].read_bytes()
     assert not list(tmp_path.glob(".*.tmp"))
 
@@ -297,9 +297,9 @@ def test_features_llama_cpp_cannot_express_are_refused(tiny_hf_student, tmp_path
 
 def test_bad_arguments_are_explained(f16_gguf, tiny_hf_student, tmp_path):
     with pytest.raises(ExportError, match="Q4_K_M"):
-        writer.quantize(f16_gguf, tmp_path / "x.gguf", "Q3_XYZ")
+        quantize.quantize(f16_gguf, tmp_path / "x.gguf", "Q3_XYZ")
     with pytest.raises(ExportError, match="no such GGUF"):
-        writer.quantize(tmp_path / "missing.gguf", tmp_path / "x.gguf", "Q8_0")
+        quantize.quantize(tmp_path / "missing.gguf", tmp_path / "x.gguf", "Q8_0")
     with pytest.raises(ExportError, match="must start with"):
         writer.write_gguf(tiny_hf_student, tmp_path / "x.gguf", provenance={"seed": 1})
     with pytest.raises(ExportError, match="set by the GGUF writer"):
@@ -330,7 +330,7 @@ def test_llama_family_exports_and_runs(architecture, tmp_path):
     # q/k rows are reordered for llama.cpp's rotary layout; a mistake shows up here (the tiny
     # model's attention is sharp enough that the correlation falls to ~0.8 without it).
     assert _corr(_llama_cpp_logits(out, ids), _hf_logits(model, ids)) > 0.999
-    assert writer.smoke_generate(out, "The water", max_tokens=8).strip()
+    assert quantize.smoke_generate(out, "The water", max_tokens=8).strip()
 
 
 def test_mistral_sliding_window_is_refused(tmp_path):

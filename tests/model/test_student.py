@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 import gguf  # noqa: E402
 
-from labmake.core import artifacts  # noqa: E402
+from labmake.core import artifacts, models, paths  # noqa: E402
 from labmake.training import student  # noqa: E402
 
 pytestmark = pytest.mark.model
@@ -49,8 +49,8 @@ def _kv(path: Path, prefix: str) -> dict[str, object]:
 @pytest.fixture()
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LABMAKE_CACHE", str(tmp_path / "cache"))
-    assert student.cache_dir().is_relative_to(tmp_path / "cache")
-    return student.cache_dir()  # the models cache under $LABMAKE_CACHE
+    assert models.cache_dir().is_relative_to(tmp_path / "cache")
+    return models.cache_dir()  # the models cache under $LABMAKE_CACHE
 
 
 def test_tokenizer_gguf_reads_the_same_in_transformers_and_llama_cpp(tiny_tokenizer_gguf):
@@ -106,7 +106,7 @@ def test_convert_gguf_to_hf_round_trips_the_tiny_student(
 
     names = {p.name for p in out.iterdir()}
     assert {"model.safetensors", "config.json", "tokenizer.json", "tokenizer.gguf"} <= names
-    marker = artifacts.read_json(out / student.BASE_MARKER)
+    marker = artifacts.read_json(out / paths.BASE_MARKER)
     assert marker["source_gguf"] == tiny_student_gguf.name
     assert marker["source_gguf_sha256"] == artifacts.sha256_file(tiny_student_gguf)
     assert marker["model_type"] == "gemma3_text" and marker["parameters"] > 100_000
@@ -135,7 +135,7 @@ def test_conversion_is_cached_and_deterministic(tiny_student_gguf, tmp_path, cac
     first = tmp_path / "first"
     student.convert_gguf_to_hf(tiny_student_gguf, first)
     sha = artifacts.sha256_file(tiny_student_gguf)
-    assert (cache / "hf" / sha / student.BASE_MARKER).is_file()
+    assert (cache / "hf" / sha / paths.BASE_MARKER).is_file()
 
     # A second build copies from the cache: converting again would fail here.
     def no_conversion(*args, **kwargs):
@@ -156,17 +156,17 @@ def test_conversion_is_cached_and_deterministic(tiny_student_gguf, tmp_path, cac
 
 
 def test_resolve_gguf_errors(tmp_path):
-    with pytest.raises(student.StudentError, match="not found"):
-        student.resolve_gguf(tmp_path / "missing.gguf")
+    with pytest.raises(models.StudentError, match="not found"):
+        models.resolve_gguf(tmp_path / "missing.gguf")
     not_gguf = tmp_path / "model.gguf"
     not_gguf.write_text("hello")
-    with pytest.raises(student.StudentError, match="not a GGUF"):
-        student.resolve_gguf(not_gguf)
+    with pytest.raises(models.StudentError, match="not a GGUF"):
+        models.resolve_gguf(not_gguf)
 
 
 def test_load_base_needs_a_complete_folder(tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(student.StudentError, match="labmake_base.json"):
+    with pytest.raises(models.StudentError, match="labmake_base.json"):
         student.load_base(tmp_path)
 
 
@@ -177,15 +177,15 @@ def test_tokenizer_gguf_needs_a_tokenizer(tmp_path):
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    with pytest.raises(student.StudentError, match="no tokenizer"):
+    with pytest.raises(models.StudentError, match="no tokenizer"):
         student.write_tokenizer_gguf(bare, tmp_path / "tok.gguf")
 
 
 @pytest.mark.slow
 def test_embedded_gguf_is_assembled_once(cache):
-    path = student.embedded_gguf()
+    path = models.embedded_gguf()
     assert path.parent == cache and path.stat().st_size > 200_000_000
-    assert student.resolve_gguf(None) == path
+    assert models.resolve_gguf(None) == path
     mtime = path.stat().st_mtime_ns
-    assert student.embedded_gguf() == path and path.stat().st_mtime_ns == mtime
+    assert models.embedded_gguf() == path and path.stat().st_mtime_ns == mtime
     assert _kv(path, "general.architecture") == {"general.architecture": "gemma3"}

@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from labmake.core.config import LoraConfig, PhaseConfig  # noqa: E402
-from labmake.training import train  # noqa: E402
+from labmake.training import merge, train  # noqa: E402
 
 pytestmark = pytest.mark.model
 
@@ -537,8 +537,6 @@ def test_full_fine_tune_phase_chains_and_merges(
 ) -> None:
     from safetensors.torch import load_file
 
-    from labmake.export import writer
-
     full = tmp_path / "full"
     metrics = _run(
         tiny_hf_student, data, full, _phase(method="full", max_steps=3, learning_rate=1e-3)
@@ -561,13 +559,13 @@ def test_full_fine_tune_phase_chains_and_merges(
         after_full = train.load_tuned(tiny_hf_student, [full])[0](ids).logits
         chained = train.load_tuned(tiny_hf_student, [full, lora])[0](ids).logits
         assert not torch.allclose(after_full, chained, atol=1e-4)
-        writer.merge(tiny_hf_student, [full, lora], tmp_path / "merged", {})
+        merge.merge(tiny_hf_student, [full, lora], tmp_path / "merged", {})
         from transformers import AutoModelForCausalLM
 
         merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")(ids).logits
     assert torch.allclose(merged, chained, atol=1e-5)
     # What the phases were goes into the GGUF's metadata.
-    keys = writer.training_provenance(tmp_path / "merged")
+    keys = merge.training_provenance(tmp_path / "merged")
     assert keys["labmake.train.phases"] == "knowledge,skills"
     assert keys["labmake.train.knowledge.method"] == "full"
     assert keys["labmake.train.skills.method"] == "lora"

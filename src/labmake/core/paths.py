@@ -29,6 +29,10 @@ CHECKPOINT_DONE = "build/checkpoints/{phase}/labmake_phase.json"
 # failed job's outputs, and this must survive a killed job so its re-run resumes.
 RESUME_DIR = "build/cache/train-resume/{phase}"  # not a DVC out: in-progress state only
 MERGED_DIR = "build/model/hf"
+# Files inside those folders that several stages read.
+BASE_MARKER = "labmake_base.json"  # build/base: where the student came from
+TOKENIZER_GGUF = "tokenizer.gguf"  # build/base, build/model/hf: the student's tokenizer as GGUF
+MODEL_MARKER = "labmake_model.json"  # build/model/hf: the merged phases and their provenance
 MERGED_DONE = "build/model/hf/labmake_model.json"
 GGUF = "build/model/model.{quant}.gguf"
 EVAL_REPORT = "build/eval/report.json"

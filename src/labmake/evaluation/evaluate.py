@@ -442,7 +442,7 @@ def run_model(
     mc_path = Path(str(inputs["mc"])) if "mc" in inputs else None
     gguf: Path | None = Path(str(inputs["gguf"])) if "gguf" in inputs else None
     if model == BASE and gguf is None:
-        from labmake.training.student import resolve_gguf
+        from labmake.core.models import resolve_gguf
 
         gguf = resolve_gguf(None)
     result = evaluate_model(

