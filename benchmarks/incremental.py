@@ -109,6 +109,8 @@ def env_for(project: Path, teacher_log: Path | None = None) -> dict[str, str]:
     )
     env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
     env["OMP_WAIT_POLICY"] = "PASSIVE"
+    # The fake teacher is a plugin of the teacher registry; production code never imports it.
+    env.setdefault("LABMAKE_TEACHER_PLUGINS", "labmake.testing.fake_teacher")
     if teacher_log is not None:
         env[TEACHER_LOG_ENV] = str(teacher_log)
     return env
@@ -176,7 +178,7 @@ def incremental(workdir: Path, leaves: int) -> dict[str, Any]:
 
 def noop_plan(workdir: Path, leaves: int) -> dict[str, Any]:
     from labmake.core.config import load
-    from labmake.taxonomy.check import load_leaf
+    from labmake.taxonomy.leaf import load_leaf
     from labmake.taxonomy.seeds import leaf_record
 
     project = workdir / "plan"

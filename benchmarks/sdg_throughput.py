@@ -41,14 +41,16 @@ def main() -> int:
     from labmake.core.llama import open_llama
     from labmake.core.models import resolve_gguf
     from labmake.sdg import generation
-    from labmake.taxonomy import check, seeds
-    from labmake.teacher.base import complete_all, open_teacher
+    from labmake.taxonomy import seeds
+    from labmake.taxonomy.leaf import load_leaf
+    from labmake.teacher.complete import complete_all
+    from labmake.teacher.registry import open_teacher
 
     cfg = config.load(ROOT / "params.yaml")
     teacher_cfg = replace(cfg.teacher, backend="llama-cpp")
     if args.n_parallel:
         teacher_cfg = replace(teacher_cfg, n_parallel=args.n_parallel)
-    leaf = check.load_leaf(ROOT / cfg.taxonomy.root, args.leaf)
+    leaf = load_leaf(ROOT / cfg.taxonomy.root, args.leaf)
     if leaf.kind == "knowledge":
         sys.exit("pick a skills leaf: knowledge leaves need their documents chunked first")
     record = seeds.leaf_record(leaf, cfg.seeds, None)

@@ -13,20 +13,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-ORDER = [
-    "seeds",
-    "generate",
-    "filter",
-    "mix",
-    "base_model",
-    "train",
-    "merge",
-    "gguf",
-    "quantize",
-    "evaluate",
-    "report",
-    "manifest",
-]
+from labmake.evaluation.build_facts import STAGES
 
 
 def main(folder: Path) -> int:
@@ -42,7 +29,7 @@ def main(folder: Path) -> int:
         print(f"{folder}: no benchmark files; run a build first", file=sys.stderr)
         return 1
     print("| stage | jobs | seconds |\n| --- | ---: | ---: |")
-    for rule in sorted(seconds, key=lambda r: ORDER.index(r) if r in ORDER else len(ORDER)):
+    for rule in sorted(seconds, key=lambda r: STAGES.index(r) if r in STAGES else len(STAGES)):
         print(f"| {rule} | {jobs[rule]} | {seconds[rule]:.0f} |")
     print(f"| **sum** | {sum(jobs.values())} | {sum(seconds.values()):.0f} |")
     return 0

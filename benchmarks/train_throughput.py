@@ -8,8 +8,8 @@ same order, batch 4, fp32 on the CPU:
 
 (a) the usual baseline: every batch padded to max_seq_len (256), the model's own loss, so
     the output layer computes logits at every position of every row (262k vocabulary);
-(b) labmake's trainer (labmake.train.train): each batch packed into one row without padding,
-    logits only where the loss is taken.
+(b) labmake's trainer (labmake.training.loop.train): each batch packed into one row without
+    padding, logits only where the loss is taken.
 
 "Trained tokens" are the samples' real tokens (padding excluded), the same for both, so the
 ratio b/a is the ratio of the two step times. The data: build/data/{knowledge,skills}.jsonl
@@ -34,7 +34,10 @@ import yaml  # noqa: E402
 
 from labmake.core import artifacts, models, paths  # noqa: E402
 from labmake.core.config import LoraConfig, PhaseConfig  # noqa: E402
-from labmake.training import student, train  # noqa: E402
+from labmake.training import student  # noqa: E402
+from labmake.training.data import IGNORE_INDEX, collate, plan_steps, prepare_samples  # noqa: E402
+from labmake.training.loop import MAX_GRAD_NORM, StepStats, train  # noqa: E402
+from labmake.training.weights import add_lora, load_tuned  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LORA = LoraConfig(
@@ -83,13 +86,13 @@ def default_base(work: Path) -> Path:
 
 
 def fresh_model(base: Path):
-    model, tokenizer = train.load_tuned(base, [])
+    model, tokenizer = load_tuned(base, [])
     torch.manual_seed(0)
-    return train.add_lora(model, LORA), tokenizer
+    return add_lora(model, LORA), tokenizer
 
 
 def padded_batch(samples, pad_id: int, width: int) -> dict[str, torch.Tensor]:
-    return train.collate(samples, pad_id, width=width)
+    return collate(samples, pad_id, width=width)
 
 
 def baseline(base: Path, samples, plan, phase: PhaseConfig, width: int) -> float:
@@ -105,7 +108,7 @@ def baseline(base: Path, samples, plan, phase: PhaseConfig, width: int) -> float
             batch = padded_batch([samples[i] for i in idx], tokenizer.pad_token_id, width)
             loss = model(**batch).loss  # HF: logits for all positions, mean over labels
             loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, train.MAX_GRAD_NORM)
+        torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if step > 0:  # step 0 warms up
@@ -119,15 +122,15 @@ def baseline(base: Path, samples, plan, phase: PhaseConfig, width: int) -> float
 def labmake_trainer(base: Path, samples, plan, phase: PhaseConfig) -> float:
     """(b): seconds for the timed steps of labmake's trainer (packing + selected logits)."""
     model, tokenizer = fresh_model(base)
-    train.train(model, samples, plan[:1], phase, pad_id=tokenizer.pad_token_id)  # warm-up
+    train(model, samples, plan[:1], phase, pad_id=tokenizer.pad_token_id)  # warm-up
     times = []
 
-    def on_step(step: int, stats: train.StepStats) -> None:
+    def on_step(step: int, stats: StepStats) -> None:
         times.append(time.perf_counter())
         print(f"  (b) step {step}: {times[-1] - times[-2]:.2f} s, loss {stats.loss:.3f}")
 
     times.append(time.perf_counter())
-    train.train(model, samples, plan[1:], phase, pad_id=tokenizer.pad_token_id, on_step=on_step)
+    train(model, samples, plan[1:], phase, pad_id=tokenizer.pad_token_id, on_step=on_step)
     return times[-1] - times[0]
 
 
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(base)
-        samples = train.prepare_samples(tokenizer, data, args.max_seq_len)
+        samples = prepare_samples(tokenizer, data, args.max_seq_len)
         phase = PhaseConfig(
             name="bench",
             dataset="knowledge",
@@ -156,12 +159,10 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             lora=LORA,
         )
-        plan = train.plan_steps(len(samples), phase, random.Random(0))
+        plan = plan_steps(len(samples), phase, random.Random(0))
         timed = [i for step in plan[1:] for micro in step for i in micro]
         tokens = sum(len(samples[i].input_ids) for i in timed)
-        loss_tokens = sum(
-            sum(lab != train.IGNORE_INDEX for lab in samples[i].labels[1:]) for i in timed
-        )
+        loss_tokens = sum(sum(lab != IGNORE_INDEX for lab in samples[i].labels[1:]) for i in timed)
         print(
             f"student: {base}\ndata: {len(samples)} samples from {source}; timed: "
             f"{args.steps} steps x {args.batch_size} samples = {tokens} tokens "

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from labmake.core import code_inputs, paths
 from labmake.core.config import ConfigError, validate
-from labmake.taxonomy.check import find_leaves
+from labmake.taxonomy.scan import find_leaves
 
 try:
     CONFIG = validate(config, "params.yaml")
@@ -37,6 +37,14 @@ def code(script):
     return [*code_inputs.for_script(SCRIPTS / f"{script}.py"), *TOOLCHAIN]
 
 
+def section(name, without=(), only=None):
+    """params.yaml's section `name` as the user wrote it (less the keys in `without`; only those
+    in `only` when given): what a rule passes to its stage, which fills in the defaults
+    (declared once, in labmake.core.config)."""
+    keep = lambda k: k not in without and (only is None or k in only)
+    return {k: v for k, v in config.get(name, {}).items() if keep(k)}
+
+
 def leaf_files(wildcards):
     """The leaf's own files: qna.yaml, its documents, attribution (not sub-leaves)."""
     folder = TAXONOMY / wildcards.leaf
@@ -63,8 +71,8 @@ def phase_replay(wildcards):
 
 def phase_evaluation(wildcards):
     # select_by: evaluation scores the phase's checkpoints on the evaluation stage's items.
-    selects = phase_params(wildcards).get("select_by", "heldout_loss") == "evaluation"
-    return [paths.dataset("eval")] if selects else []
+    phase = next(p for p in CONFIG.train.phases if p.name == wildcards.phase)
+    return [paths.dataset("eval")] if phase.select_by == "evaluation" else []
 
 
 def phase_params(wildcards):

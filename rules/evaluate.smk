@@ -1,17 +1,13 @@
 # One job per model (base, each phase, tuned, every GGUF), then the report over all of them.
-from labmake.evaluation import evaluate as _evaluate
-from labmake.sdg import multiple_choice as _mc
+from labmake.evaluation import models as _models
+from labmake.taxonomy.scan import knowledge_leaves
 
-EVAL_MODELS = _evaluate.model_names(PHASES, QUANTS)
-KNOWLEDGE_LEAVES = _mc.knowledge_leaves(TAXONOMY, LEAVES)
+EVAL_MODELS = _models.model_names(PHASES, QUANTS)
+KNOWLEDGE_LEAVES = knowledge_leaves(TAXONOMY, LEAVES)
 # The report's own knobs (intervals, failing on a regression) re-run the report only; the
 # multiple-choice knobs reach the scoring through its data file, not as params.
-EVAL_PARAMS = {
-    k: v
-    for k, v in config.get("evaluate", {}).items()
-    if k not in _evaluate.REPORT_KEYS and k != "multiple_choice"
-}
-REPORT_PARAMS = {k: v for k, v in config.get("evaluate", {}).items() if k in _evaluate.REPORT_KEYS}
+EVAL_PARAMS = section("evaluate", without=(*_models.REPORT_KEYS, "multiple_choice"))
+REPORT_PARAMS = section("evaluate", only=_models.REPORT_KEYS)
 
 
 wildcard_constraints:
@@ -29,8 +25,8 @@ rule generate_multiple_choice:
     output:
         paths.MC_LEAF,
     params:
-        teacher=config.get("teacher", {}),
-        multiple_choice=config.get("evaluate", {}).get("multiple_choice", {}),
+        teacher=section("teacher"),
+        multiple_choice=section("evaluate").get("multiple_choice", {}),
         seed=config["seed"],
     log:
         paths.log("generate_multiple_choice", "{leaf}"),
@@ -63,7 +59,7 @@ rule multiple_choice:
 rule evaluate:
     # build/eval/{model}.json: one model's scores on the held-out items.
     input:
-        unpack(lambda w: _evaluate.model_inputs(w.model, PHASES, CONFIG.student.gguf)),
+        unpack(lambda w: _models.model_inputs(w.model, PHASES, CONFIG.student.gguf)),
         eval=paths.dataset("eval"),
         judge=[CONFIG.evaluate.judge.gguf] if CONFIG.evaluate.judge and CONFIG.evaluate.judge.gguf else [],
         code=code("evaluate"),

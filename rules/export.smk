@@ -23,7 +23,7 @@ rule gguf_f16:
         seeds=all_leaves(paths.SEEDS),
         generated=all_leaves(paths.GENERATED),
         mix_stats=paths.MIX_STATS,
-        code=code("gguf"),
+        code=code("gguf_f16"),
     output:
         paths.gguf("F16"),
     params:
@@ -38,7 +38,7 @@ rule gguf_f16:
     resources:
         mem_mb=4000,
     script:
-        "../scripts/gguf.py"
+        "../scripts/gguf_f16.py"
 
 
 rule quantize:

@@ -7,7 +7,7 @@ rule filter:
         samples=paths.FILTERED,
         stats=paths.FILTER_STATS,
     params:
-        filter=config.get("filter", {}),
+        filter=section("filter"),
     log:
         paths.log("filter", "{leaf}"),
     benchmark:

@@ -11,8 +11,8 @@ rule generate:
     output:
         paths.GENERATED,
     params:
-        teacher=config.get("teacher", {}),
-        generate=config.get("generate", {}),
+        teacher=section("teacher"),
+        generate=section("generate"),
         seed=config["seed"],
     log:
         paths.log("generate", "{leaf}"),

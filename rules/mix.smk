@@ -9,9 +9,9 @@ rule mix:
         eval=paths.dataset("eval"),
         stats=paths.MIX_STATS,
     params:
-        mix=config.get("mix", {}),
+        mix=section("mix"),
         # Training samples asking a held-out question are dropped by the filter's measure.
-        near_duplicate=config.get("filter", {}).get("near_duplicate", {}),
+        near_duplicate=section("filter").get("near_duplicate", {}),
         seed=config["seed"],
     log:
         paths.log("mix"),

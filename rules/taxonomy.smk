@@ -5,11 +5,11 @@ rule seeds:
     output:
         paths.SEEDS,
     params:
-        seeds=config.get("seeds", {}),
+        seeds=section("seeds"),
         # Only what picks the tokenizer that measures chunks: sampling knobs must not rerun seeds.
         tokenizer={
-            "teacher": {k: config["teacher"].get(k) for k in ("backend", "gguf")},
-            "student": {"gguf": config.get("student", {}).get("gguf")},
+            "teacher": section("teacher", only=("backend", "gguf")),
+            "student": section("student"),
         },
         root=str(TAXONOMY),
     log:

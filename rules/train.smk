@@ -5,7 +5,7 @@ rule base_model:
     output:
         directory(paths.BASE_DIR),
     params:
-        student=config.get("student", {}),
+        student=section("student"),
     log:
         paths.log("base_model"),
     benchmark:
@@ -30,12 +30,9 @@ rule train:
         directory(paths.CHECKPOINT_DIR),
     params:
         phase=phase_params,
-        max_seq_len=config["train"].get("max_seq_len", 256),
-        packing=config["train"].get("packing", True),
-        over_length=config["train"].get("over_length", "drop"),
-        # "auto" on every machine: one process per GPU the job sees, so a laptop and a GPU
-        # node share one configuration (a count pinned here is a different build).
-        processes=config["train"].get("processes", "auto"),
+        # The stage-wide keys; each phase's own keys come with `phase`, so one phase's knob
+        # re-runs that phase onward only.
+        train=section("train", without=("phases",)),
         seed=config["seed"],
     log:
         paths.log("train", "{phase}"),

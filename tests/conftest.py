@@ -8,6 +8,10 @@ import os
 # llama.cpp's OpenMP threads spin-wait by default and slow to a crawl on a busy 2-core machine;
 # this must be set before torch or llama_cpp is first imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The fake teacher (backend fake-for-tests) is a plugin of the teacher registry: production code
+# never imports it. Set here, in the environment, so that the Snakemake processes the workflow
+# tests start (and their jobs) register it too.
+os.environ.setdefault("LABMAKE_TEACHER_PLUGINS", "labmake.testing.fake_teacher")
 
 from pathlib import Path  # noqa: E402
 

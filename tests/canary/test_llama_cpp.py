@@ -21,7 +21,8 @@ CHILD = r"""
 import json, os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from labmake.core.config import TeacherConfig
-from labmake.teacher.base import Request, open_teacher
+from labmake.teacher.protocol import Request
+from labmake.teacher.registry import open_teacher
 prompt = "Q: What falls from clouds when they are full of water?\nA:"
 out = {}
 for n_parallel in (1, 2):

@@ -2,7 +2,9 @@ import math
 
 import pytest
 
-from labmake.evaluation import evaluate
+from labmake.evaluation.multiple_choice import Choice
+from labmake.evaluation.run import evaluate_model
+from labmake.evaluation.scores import conversation_nll, reference_nll
 
 pytestmark = pytest.mark.model
 
@@ -30,9 +32,9 @@ def test_reference_nll_matches_the_models_own_loss(tiny_hf_student):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from labmake.training.train import encode
+    from labmake.training.data import encode
 
-    nll = evaluate.reference_nll(tiny_hf_student, ITEMS)
+    nll = reference_nll(tiny_hf_student, ITEMS)
     tokenizer = AutoTokenizer.from_pretrained(tiny_hf_student)
     model = AutoModelForCausalLM.from_pretrained(tiny_hf_student, dtype=torch.float32).eval()
     for item, value in zip(ITEMS, nll, strict=True):
@@ -57,23 +59,21 @@ def test_one_model_scores_likelihoods_answers_and_judge(tiny_hf_student, tiny_st
     )
     # Generated knowledge multiple choice (labmake.sdg.multiple_choice writes these).
     choices = [
-        evaluate.Choice("k", "Which word rhymes with cat?", ("Dog", "Hat", "Sun"), 1),
-        evaluate.Choice("k", "Which word rhymes with dog?", ("Log", "Cup"), 0),
+        Choice("k", "Which word rhymes with cat?", ("Dog", "Hat", "Sun"), 1),
+        Choice("k", "Which word rhymes with dog?", ("Log", "Cup"), 0),
     ]
-    result = evaluate.evaluate_model(
+    result = evaluate_model(
         "base", items, cfg, 3, hf_dir=tiny_hf_student, gguf=tiny_student_gguf, choices=choices
     )
-    assert result["reference_nll"] == [
-        round(v, 6) for v in evaluate.reference_nll(tiny_hf_student, items)
-    ]
+    assert result["reference_nll"] == [round(v, 6) for v in reference_nll(tiny_hf_student, items)]
     # every generated question answered: each option's NLL as the answer to the question alone
     assert [q["question"] for q in result["multiple_choice"]] == [c.question for c in choices]
-    from labmake.training.train import load_tuned
+    from labmake.training.weights import load_tuned
 
     model, tokenizer = load_tuned(tiny_hf_student, [])
     for q, c in zip(result["multiple_choice"], choices, strict=True):
         assert q["options"] == list(c.options) and q["answer"] == c.correct
-        expected = evaluate.conversation_nll(
+        expected = conversation_nll(
             model,
             tokenizer,
             [
@@ -94,7 +94,7 @@ def test_one_model_scores_likelihoods_answers_and_judge(tiny_hf_student, tiny_st
     assert result["gguf"]["bytes"] == tiny_student_gguf.stat().st_size
     assert result["timing"]["completion_tokens"] > 0
     # same inputs, same scores (timings aside)
-    again = evaluate.evaluate_model(
+    again = evaluate_model(
         "base", items, cfg, 3, hf_dir=tiny_hf_student, gguf=tiny_student_gguf, choices=choices
     )
     assert {k: v for k, v in again.items() if k != "timing"} == {

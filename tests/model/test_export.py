@@ -98,7 +98,7 @@ def test_every_quantization_params_yaml_allows_is_known_to_the_exporter():
 
     from labmake.core import config
 
-    allowed = config._schema()["export"]["schema"]["quantizations"]["schema"]["allowed"]
+    allowed = config.QUANTIZATIONS
     assert sorted(allowed) == sorted(quantize.QUANT_TYPES)
     root = Path(__file__).resolve().parents[2]
     default = yaml.safe_load((root / "params.yaml").read_text())["export"]["quantizations"]

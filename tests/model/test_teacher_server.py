@@ -16,9 +16,10 @@ import pytest
 pytest.importorskip("llama_cpp")
 
 from labmake.core.config import TeacherConfig  # noqa: E402
-from labmake.teacher.base import LlamaCppTeacher, Request, complete_all  # noqa: E402
 from labmake.teacher.cache import RequestCache  # noqa: E402
-from labmake.teacher.llamacpp import BatchedLlamaCppTeacher  # noqa: E402
+from labmake.teacher.complete import complete_all  # noqa: E402
+from labmake.teacher.llamacpp import BatchedLlamaCppTeacher, LlamaCppTeacher  # noqa: E402
+from labmake.teacher.protocol import Request  # noqa: E402
 
 pytestmark = pytest.mark.model
 
@@ -131,7 +132,7 @@ def llama_server(tiny_student_gguf: Path, tmp_path: Path) -> Iterator[str]:
 
 
 def test_openai_backend_against_a_real_llama_cpp_server(llama_server: str, tmp_path: Path):
-    from labmake.teacher.base import open_teacher
+    from labmake.teacher.registry import open_teacher
 
     teacher = open_teacher(
         TeacherConfig(

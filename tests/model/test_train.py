@@ -12,7 +12,28 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from labmake.core.config import LoraConfig, PhaseConfig  # noqa: E402
-from labmake.training import merge, train  # noqa: E402
+from labmake.training import loop, merge  # noqa: E402
+from labmake.training.data import (  # noqa: E402
+    IGNORE_INDEX,
+    DataStats,
+    TrainError,
+    collate,
+    encode,
+    pack,
+    plan_steps,
+    prepare_samples,
+)
+from labmake.training.loop import make_accelerator, mixed_precision, train  # noqa: E402
+from labmake.training.loss import loss_at_labels  # noqa: E402
+from labmake.training.outputs import METRICS, PHASE_DONE  # noqa: E402
+from labmake.training.phase import KILL_AT_STEP_ENV, run_phase  # noqa: E402
+from labmake.training.weights import (  # noqa: E402
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    FULL_WEIGHTS,
+    add_lora,
+    load_tuned,
+)
 
 pytestmark = pytest.mark.model
 
@@ -62,7 +83,7 @@ def data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def phase1(tiny_hf_student: Path, data: Path, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("ckpt") / "knowledge"
-    metrics = train.run_phase(
+    metrics = run_phase(
         _phase(),
         max_seq_len=64,
         seed=7,
@@ -89,21 +110,16 @@ def test_labels_cover_only_the_assistant_turn(tokenizer) -> None:
         {"role": "user", "content": "And rain?"},
         {"role": "assistant", "content": "Droplets grow heavy and fall."},
     ]
-    sample = train.encode(tokenizer, messages)
+    sample = encode(tokenizer, messages)
     assert len(sample.input_ids) == len(sample.labels)
     labelled = [
-        t
-        for t, lab in zip(sample.input_ids, sample.labels, strict=True)
-        if lab != train.IGNORE_INDEX
+        t for t, lab in zip(sample.input_ids, sample.labels, strict=True) if lab != IGNORE_INDEX
     ]
     masked = [
-        t
-        for t, lab in zip(sample.input_ids, sample.labels, strict=True)
-        if lab == train.IGNORE_INDEX
+        t for t, lab in zip(sample.input_ids, sample.labels, strict=True) if lab == IGNORE_INDEX
     ]
     assert all(
-        lab in (train.IGNORE_INDEX, t)
-        for t, lab in zip(sample.input_ids, sample.labels, strict=True)
+        lab in (IGNORE_INDEX, t) for t, lab in zip(sample.input_ids, sample.labels, strict=True)
     )
     assert tokenizer.decode(labelled) == (
         "Rising air cools and its vapour condenses.<end_of_turn>\n"
@@ -122,19 +138,19 @@ def test_template_that_is_not_prefix_stable_is_refused(tokenizer) -> None:
         "{{ messages|length }}{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}"
         "{% if add_generation_prompt %}[assistant]{% endif %}"
     )
-    with pytest.raises(train.TrainError, match="not prefix-stable"):
-        train.encode(tok, _conversation(0)["messages"])
+    with pytest.raises(TrainError, match="not prefix-stable"):
+        encode(tok, _conversation(0)["messages"])
 
 
 @pytest.mark.parametrize("softcap", [None, 0.05])  # the tiny logits are near 0
 def test_selected_logits_loss_equals_full_cross_entropy(
     tiny_hf_student: Path, tokenizer, softcap
 ) -> None:
-    model, _ = train.load_tuned(tiny_hf_student, [])
+    model, _ = load_tuned(tiny_hf_student, [])
     model.config.final_logit_softcapping = softcap  # Gemma 2 style; both paths must apply it
-    samples = [train.encode(tokenizer, _conversation(i)["messages"]) for i in (0, 3, 5)]
+    samples = [encode(tokenizer, _conversation(i)["messages"]) for i in (0, 3, 5)]
     samples.append(
-        train.encode(
+        encode(
             tokenizer,
             [
                 {
@@ -148,28 +164,28 @@ def test_selected_logits_loss_equals_full_cross_entropy(
             ],
         )
     )
-    batch = train.collate(samples, tokenizer.pad_token_id)
+    batch = collate(samples, tokenizer.pad_token_id)
     assert len({len(s.input_ids) for s in samples}) > 1  # padding is exercised
     with torch.no_grad():
-        loss_sum, n = train.loss_at_labels(model, **batch)
+        loss_sum, n = loss_at_labels(model, **batch)
         reference = model(**batch).loss  # HF: full logits, shift, mean over labelled tokens
-    assert n == int((batch["labels"][:, 1:] != train.IGNORE_INDEX).sum()) > 0
+    assert n == int((batch["labels"][:, 1:] != IGNORE_INDEX).sum()) > 0
     assert torch.allclose(loss_sum / n, reference, rtol=1e-5, atol=1e-6)
 
 
 def test_training_moves_the_adapter_and_leaves_the_base_alone(
     tiny_hf_student: Path, tokenizer
 ) -> None:
-    model, _ = train.load_tuned(tiny_hf_student, [])
+    model, _ = load_tuned(tiny_hf_student, [])
     torch.manual_seed(0)
-    model = train.add_lora(model, LoraConfig(r=4, alpha=8))
+    model = add_lora(model, LoraConfig(r=4, alpha=8))
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
     trainable = {k for k, v in model.named_parameters() if v.requires_grad}
     assert trainable and all("lora_" in k for k in trainable)
-    samples = [train.encode(tokenizer, _conversation(i)["messages"]) for i in range(4)]
+    samples = [encode(tokenizer, _conversation(i)["messages"]) for i in range(4)]
     phase = _phase(max_steps=3, warmup_steps=0, batch_size=2)
-    plan = train.plan_steps(len(samples), phase, random.Random(0))
-    result = train.train(model, samples, plan, phase, pad_id=tokenizer.pad_token_id)
+    plan = plan_steps(len(samples), phase, random.Random(0))
+    result = train(model, samples, plan, phase, pad_id=tokenizer.pad_token_id)
     assert len(result.history) == 3 and result.chosen_step == 3 and result.evals == []
     after = dict(model.named_parameters())
     for name, old in before.items():
@@ -183,9 +199,9 @@ def test_training_moves_the_adapter_and_leaves_the_base_alone(
 def test_phase_learns_and_writes_its_checkpoint(phase1, data: Path, tiny_hf_student: Path) -> None:
     out, metrics = phase1
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [train.ADAPTER_WEIGHTS, train.ADAPTER_CONFIG, train.METRICS, train.PHASE_DONE]
+        [ADAPTER_WEIGHTS, ADAPTER_CONFIG, METRICS, PHASE_DONE]
     )
-    assert metrics == json.loads((out / train.METRICS).read_text())
+    assert metrics == json.loads((out / METRICS).read_text())
     assert metrics["steps"] == 20 and len(metrics["loss"]) == 20
     # The tiny random model's output layer limits how sure it can get; chance is ln(512)=6.24.
     assert metrics["first_loss"] > 6.0
@@ -201,7 +217,7 @@ def test_phase_learns_and_writes_its_checkpoint(phase1, data: Path, tiny_hf_stud
     }
     assert metrics["chosen_step"] == 20 and metrics["heldout_loss"] == []
     assert all(n > 0 for n in metrics["loss_tokens"])
-    provenance = json.loads((out / train.PHASE_DONE).read_text())
+    provenance = json.loads((out / PHASE_DONE).read_text())
     assert provenance["parents"] == [] and provenance["seed"] == 7
     assert provenance["selected_checkpoint"]["by"] == "last_step"
     assert provenance["packing"] is True and provenance["phase"]["method"] == "lora"
@@ -209,10 +225,10 @@ def test_phase_learns_and_writes_its_checkpoint(phase1, data: Path, tiny_hf_stud
     assert provenance["phase"]["name"] == "knowledge"
     assert provenance["dataset"]["path"] == str(data) and provenance["replay"] == []
     assert provenance["base"]["architecture"] == "Gemma3ForCausalLM"
-    config = json.loads((out / train.ADAPTER_CONFIG).read_text())
+    config = json.loads((out / ADAPTER_CONFIG).read_text())
     assert config["target_modules"] == ["k_proj", "o_proj", "q_proj", "v_proj"]
     assert config["r"] == 8 and config["lora_alpha"] == 16
-    text = (out / train.METRICS).read_text() + (out / train.PHASE_DONE).read_text()
+    text = (out / METRICS).read_text() + (out / PHASE_DONE).read_text()
     assert "time" not in text and "date" not in text  # no wall-clock values in artifacts
 
 
@@ -223,7 +239,7 @@ def test_same_seed_gives_identical_bytes(
     again = tmp_path / "knowledge"
     again.mkdir()
     (again / "stale.txt").write_text("a re-run replaces the whole folder")
-    train.run_phase(
+    run_phase(
         _phase(),
         max_seq_len=64,
         seed=7,
@@ -255,7 +271,7 @@ def test_second_phase_starts_from_the_first(
     skills.append({"messages": [{"role": "user", "content": "Nothing to answer."}]})
     dataset = _write_jsonl(tmp_path / "skills.jsonl", skills)
     out2 = tmp_path / "skills"
-    metrics = train.run_phase(
+    metrics = run_phase(
         _phase("skills", max_steps=3, replay_ratio=0.5),
         max_seq_len=64,
         seed=7,
@@ -275,17 +291,17 @@ def test_second_phase_starts_from_the_first(
         "dropped_no_assistant": 1,
         "used": 9,
     }
-    provenance = json.loads((out2 / train.PHASE_DONE).read_text())
+    provenance = json.loads((out2 / PHASE_DONE).read_text())
     assert provenance["parents"] == ["knowledge"]
     assert list(provenance["parent_adapters"]) == ["knowledge"]
     assert provenance["dataset"]["path"] == str(dataset)
     assert [r["path"] for r in provenance["replay"]] == [str(data)]
 
-    ids = torch.tensor([train.encode(tokenizer, _conversation(1)["messages"]).input_ids])
+    ids = torch.tensor([encode(tokenizer, _conversation(1)["messages"]).input_ids])
     with torch.no_grad():
-        base = train.load_tuned(tiny_hf_student, [])[0](ids).logits
-        tuned1 = train.load_tuned(tiny_hf_student, [out1])[0](ids).logits
-        tuned2 = train.load_tuned(tiny_hf_student, [out1, out2])[0](ids).logits
+        base = load_tuned(tiny_hf_student, [])[0](ids).logits
+        tuned1 = load_tuned(tiny_hf_student, [out1])[0](ids).logits
+        tuned2 = load_tuned(tiny_hf_student, [out1, out2])[0](ids).logits
     assert not torch.allclose(base, tuned1, atol=1e-3)
     assert not torch.allclose(tuned1, tuned2, atol=1e-4)
 
@@ -293,8 +309,8 @@ def test_second_phase_starts_from_the_first(
 def test_empty_dataset_is_a_clear_error(tiny_hf_student: Path, tmp_path: Path) -> None:
     empty = tmp_path / "skills.jsonl"
     empty.write_text("")
-    with pytest.raises(train.TrainError, match=r"skills\.jsonl: empty.*filter kept no samples"):
-        train.run_phase(
+    with pytest.raises(TrainError, match=r"skills\.jsonl: empty.*filter kept no samples"):
+        run_phase(
             _phase("skills"),
             max_seq_len=64,
             seed=7,
@@ -310,8 +326,8 @@ def test_empty_dataset_is_a_clear_error(tiny_hf_student: Path, tmp_path: Path) -
 def test_all_samples_too_long_is_a_clear_error(
     tiny_hf_student: Path, data: Path, tmp_path: Path
 ) -> None:
-    with pytest.raises(train.TrainError, match=r"longer than train\.max_seq_len=8"):
-        train.run_phase(
+    with pytest.raises(TrainError, match=r"longer than train\.max_seq_len=8"):
+        run_phase(
             _phase(),
             max_seq_len=8,
             seed=7,
@@ -325,10 +341,10 @@ def test_all_samples_too_long_is_a_clear_error(
 
 def test_plan_covers_epochs_and_honours_max_steps() -> None:
     rng = random.Random(1)
-    plan = train.plan_steps(10, _phase(max_steps=None, epochs=2, batch_size=3, grad_accum=2), rng)
+    plan = plan_steps(10, _phase(max_steps=None, epochs=2, batch_size=3, grad_accum=2), rng)
     flat = [i for step in plan for micro in step for i in micro]
     assert len(plan) == 4 and sorted(flat) == sorted(list(range(10)) * 2)
-    capped = train.plan_steps(10, _phase(max_steps=7, batch_size=4, grad_accum=1), rng)
+    capped = plan_steps(10, _phase(max_steps=7, batch_size=4, grad_accum=1), rng)
     assert len(capped) == 7 and all(len(step) == 1 and len(step[0]) == 4 for step in capped)
 
 
@@ -354,23 +370,23 @@ def test_packed_batch_gives_the_padded_batch_loss(
     from transformers import AutoModelForCausalLM
 
     if family == "gemma3":
-        model, _ = train.load_tuned(tiny_hf_student, [])
+        model, _ = load_tuned(tiny_hf_student, [])
     else:  # the same 512-token vocabulary, so the Gemma tokenizer's ids serve
         model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
         assert model.config._attn_implementation == "sdpa"
-    samples = [train.encode(tokenizer, _long_conversation())]
-    samples += [train.encode(tokenizer, _conversation(i)["messages"]) for i in (2, 6)]
-    packed = train.pack(samples)
+    samples = [encode(tokenizer, _long_conversation())]
+    samples += [encode(tokenizer, _conversation(i)["messages"]) for i in (2, 6)]
+    packed = pack(samples)
     assert packed["input_ids"].shape == (1, sum(len(s.input_ids) for s in samples))
     assert packed["position_ids"][0].tolist() == [
         p for s in samples for p in range(len(s.input_ids))
     ]
     with torch.no_grad():
-        padded_sum, padded_n = train.loss_at_labels(model, **train.collate(samples, 0))
-        packed_sum, packed_n = train.loss_at_labels(model, **packed)
+        padded_sum, padded_n = loss_at_labels(model, **collate(samples, 0))
+        packed_sum, packed_n = loss_at_labels(model, **packed)
         # The same row with positions that do not restart: attention crosses samples.
         crossing = dict(packed, position_ids=torch.arange(packed["input_ids"].shape[1])[None])
-        crossing_sum, _ = train.loss_at_labels(model, **crossing)
+        crossing_sum, _ = loss_at_labels(model, **crossing)
     assert packed_n == padded_n > 0
     assert torch.allclose(packed_sum, padded_sum, rtol=1e-5)
     assert not torch.allclose(crossing_sum, padded_sum, rtol=1e-4)
@@ -378,42 +394,42 @@ def test_packed_batch_gives_the_padded_batch_loss(
 
 def test_loss_on_all_and_over_length_settings(tokenizer) -> None:
     messages = _conversation(0)["messages"]
-    every = train.encode(tokenizer, messages, loss_on="all")
+    every = encode(tokenizer, messages, loss_on="all")
     assert list(every.labels) == list(every.input_ids)
-    answer_only = train.encode(tokenizer, messages)
-    assert sum(lab != train.IGNORE_INDEX for lab in answer_only.labels) < len(every.labels)
+    answer_only = encode(tokenizer, messages)
+    assert sum(lab != IGNORE_INDEX for lab in answer_only.labels) < len(every.labels)
     no_answer = [{"role": "user", "content": "Nothing to answer."}]
-    assert set(train.encode(tokenizer, no_answer, loss_on="all").labels) == {train.IGNORE_INDEX}
+    assert set(encode(tokenizer, no_answer, loss_on="all").labels) == {IGNORE_INDEX}
 
     records = [{"messages": _long_conversation()}, {"messages": messages}]
-    limit = len(train.encode(tokenizer, _long_conversation()).input_ids) - 3
-    dropped = train.DataStats()
-    kept = train.prepare_samples(tokenizer, records, limit, dropped)
+    limit = len(encode(tokenizer, _long_conversation()).input_ids) - 3
+    dropped = DataStats()
+    kept = prepare_samples(tokenizer, records, limit, dropped)
     assert len(kept) == 1 and dropped.dropped_too_long == 1 and dropped.truncated_too_long == 0
-    cut = train.DataStats()
-    both = train.prepare_samples(tokenizer, records, limit, cut, over_length="truncate")
+    cut = DataStats()
+    both = prepare_samples(tokenizer, records, limit, cut, over_length="truncate")
     assert len(both) == 2 and cut.truncated_too_long == 1 and cut.dropped_too_long == 0
     assert len(both[0].input_ids) == limit
     # A sample cut before its answer starts has nothing to learn: counted, not trained on.
-    short = train.DataStats()
-    assert train.prepare_samples(tokenizer, records[:1], 12, short, over_length="truncate") == []
+    short = DataStats()
+    assert prepare_samples(tokenizer, records[:1], 12, short, over_length="truncate") == []
     assert short.truncated_too_long == 1 and short.dropped_no_assistant == 1
-    with pytest.raises(train.TrainError, match="over_length"):
-        train.prepare_samples(tokenizer, records, limit, over_length="wrap")
+    with pytest.raises(TrainError, match="over_length"):
+        prepare_samples(tokenizer, records, limit, over_length="wrap")
 
 
 def test_precision_is_bf16_only_on_a_bf16_gpu(monkeypatch) -> None:
-    assert train.mixed_precision(torch.device("cpu")) == "no"
+    assert mixed_precision(torch.device("cpu")) == "no"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert train.mixed_precision(torch.device("cuda", 0)) == "bf16"
+    assert mixed_precision(torch.device("cuda", 0)) == "bf16"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert train.mixed_precision(torch.device("cuda", 0)) == "no"
-    assert train.make_accelerator().mixed_precision == "no"  # this machine: the CPU
+    assert mixed_precision(torch.device("cuda", 0)) == "no"
+    assert make_accelerator().mixed_precision == "no"  # this machine: the CPU
 
 
 def _run(tiny_hf_student: Path, data: Path, out: Path, phase: PhaseConfig, **kw) -> dict:
-    return train.run_phase(
+    return run_phase(
         phase,
         max_seq_len=64,
         seed=7,
@@ -429,7 +445,7 @@ def _run(tiny_hf_student: Path, data: Path, out: Path, phase: PhaseConfig, **kw)
 def test_best_checkpoint_is_kept_by_heldout_loss(
     tiny_hf_student: Path, data: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    real = train.heldout_loss
+    real = loop.heldout_loss
     seen: list[int] = []
 
     def scripted(model, samples, **kw):  # a held-out curve with its minimum at step 4
@@ -437,7 +453,7 @@ def test_best_checkpoint_is_kept_by_heldout_loss(
         real(model, samples, **kw)  # runs, so the real path is exercised too
         return [3.0, 1.5, 2.0][len(seen) - 1]
 
-    monkeypatch.setattr(train, "heldout_loss", scripted)
+    monkeypatch.setattr(loop, "heldout_loss", scripted)
     phase = _phase(max_steps=6, checkpoint_every=2, heldout_fraction=0.25)
     metrics = _run(tiny_hf_student, data, tmp_path / "best", phase)
     assert seen == [2, 2, 2]  # 25% of 8 records, at steps 2, 4 and 6
@@ -448,7 +464,7 @@ def test_best_checkpoint_is_kept_by_heldout_loss(
     ]
     assert metrics["chosen_step"] == 4 and metrics["steps"] == 6
     assert metrics["samples"]["heldout"] == 2 and metrics["samples"]["used"] == 6
-    chosen = json.loads((tmp_path / "best" / train.PHASE_DONE).read_text())
+    chosen = json.loads((tmp_path / "best" / PHASE_DONE).read_text())
     assert chosen["selected_checkpoint"] == {
         "step": 4,
         "of_steps": 6,
@@ -457,21 +473,21 @@ def test_best_checkpoint_is_kept_by_heldout_loss(
         "heldout_samples": 2,
     }
     # The kept adapter is the one a 4-step run writes (same plan prefix, same held-out split).
-    monkeypatch.setattr(train, "heldout_loss", real)
+    monkeypatch.setattr(loop, "heldout_loss", real)
     _run(tiny_hf_student, data, tmp_path / "four", _phase(max_steps=4, heldout_fraction=0.25))
-    weights = train.ADAPTER_WEIGHTS
+    weights = ADAPTER_WEIGHTS
     assert (tmp_path / "best" / weights).read_bytes() == (tmp_path / "four" / weights).read_bytes()
 
 
 KILLED_RUN = """
 import json, sys
 from pathlib import Path
-from labmake.training import train
+from labmake.training.phase import run_phase
 from labmake.core.config import LoraConfig, PhaseConfig
 args = json.loads(sys.argv[1])
 phase = PhaseConfig(**{**args["phase"], "lora": LoraConfig(**args["phase"]["lora"])})
-train.run_phase(phase, max_seq_len=64, seed=7, base_dir=Path(args["base"]), parent_dirs=[],
-                dataset=Path(args["data"]), replay=[], out_dir=Path(args["out"]))
+run_phase(phase, max_seq_len=64, seed=7, base_dir=Path(args["base"]), parent_dirs=[],
+          dataset=Path(args["data"]), replay=[], out_dir=Path(args["out"]))
 """
 
 
@@ -497,7 +513,7 @@ def test_killed_phase_resumes_to_the_same_bytes(
         "data": str(data),
         "out": str(out),
     }
-    env = dict(os.environ, **{train.KILL_AT_STEP_ENV: "6"})
+    env = dict(os.environ, **{KILL_AT_STEP_ENV: "6"})
     killed = subprocess.run(
         [sys.executable, "-c", KILLED_RUN, json.dumps(args)],
         env=env,
@@ -511,11 +527,11 @@ def test_killed_phase_resumes_to_the_same_bytes(
     saved = json.loads((state / "progress.json").read_text())
     assert saved["step"] == 4 and len(saved["history"]) == 4  # the checkpoint before the kill
 
-    with caplog.at_level("INFO", logger="labmake.training.train"):
+    with caplog.at_level("INFO", logger="labmake.training.loop"):
         _run(tiny_hf_student, data, out, phase)
     assert "resuming at step 4 of 10" in caplog.text
     assert not (out.parent / ".resume").exists()  # removed once the phase is written
-    for name in (train.ADAPTER_WEIGHTS, train.ADAPTER_CONFIG, train.METRICS, train.PHASE_DONE):
+    for name in (ADAPTER_WEIGHTS, ADAPTER_CONFIG, METRICS, PHASE_DONE):
         assert (out / name).read_bytes() == (whole / name).read_bytes(), name
 
 
@@ -541,23 +557,23 @@ def test_full_fine_tune_phase_chains_and_merges(
     metrics = _run(
         tiny_hf_student, data, full, _phase(method="full", max_steps=3, learning_rate=1e-3)
     )
-    base_model, _ = train.load_tuned(tiny_hf_student, [])
+    base_model, _ = load_tuned(tiny_hf_student, [])
     assert metrics["trainable_parameters"] == sum(p.numel() for p in base_model.parameters())
-    assert (full / train.FULL_WEIGHTS).is_file() and not (full / train.ADAPTER_WEIGHTS).exists()
-    tuned = load_file(full / train.FULL_WEIGHTS)
+    assert (full / FULL_WEIGHTS).is_file() and not (full / ADAPTER_WEIGHTS).exists()
+    tuned = load_file(full / FULL_WEIGHTS)
     base = load_file(tiny_hf_student / "model.safetensors")
     assert set(tuned) == set(base)
     assert all(not torch.equal(tuned[k], base[k]) for k in base)  # every weight trained
 
     lora = tmp_path / "lora"
     _run(tiny_hf_student, data, lora, _phase("skills", max_steps=2), parents=[full])
-    provenance = json.loads((lora / train.PHASE_DONE).read_text())
-    assert provenance["parent_adapters"] == {"knowledge": export_hash(full / train.FULL_WEIGHTS)}
+    provenance = json.loads((lora / PHASE_DONE).read_text())
+    assert provenance["parent_adapters"] == {"knowledge": export_hash(full / FULL_WEIGHTS)}
 
-    ids = torch.tensor([train.encode(tokenizer, _long_conversation()).input_ids])
+    ids = torch.tensor([encode(tokenizer, _long_conversation()).input_ids])
     with torch.no_grad():
-        after_full = train.load_tuned(tiny_hf_student, [full])[0](ids).logits
-        chained = train.load_tuned(tiny_hf_student, [full, lora])[0](ids).logits
+        after_full = load_tuned(tiny_hf_student, [full])[0](ids).logits
+        chained = load_tuned(tiny_hf_student, [full, lora])[0](ids).logits
         assert not torch.allclose(after_full, chained, atol=1e-4)
         merge.merge(tiny_hf_student, [full, lora], tmp_path / "merged", {})
         from transformers import AutoModelForCausalLM

@@ -15,7 +15,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from labmake.core.config import LoraConfig, PhaseConfig  # noqa: E402
-from labmake.training import launch, train  # noqa: E402
+from labmake.training import launch, loop  # noqa: E402
+from labmake.training.data import TrainError, encode  # noqa: E402
+from labmake.training.loop import process_share  # noqa: E402
+from labmake.training.loss import evaluation_nll  # noqa: E402
+from labmake.training.outputs import METRICS, PHASE_DONE  # noqa: E402
+from labmake.training.phase import KILL_AT_STEP_ENV, run_phase  # noqa: E402
+from labmake.training.weights import ADAPTER_WEIGHTS  # noqa: E402
 
 pytestmark = pytest.mark.model
 
@@ -79,18 +85,18 @@ def _kwargs(base: Path, data: Path, out: Path, **extra) -> dict:
 def _adapter(folder: Path) -> dict:
     from safetensors.torch import load_file
 
-    return load_file(folder / train.ADAPTER_WEIGHTS)
+    return load_file(folder / ADAPTER_WEIGHTS)
 
 
 def test_each_process_gets_its_share_of_every_micro_batch() -> None:
     step = [[0, 1, 2, 3, 4], [5, 6], [7]]
-    shares = [train.process_share(step, rank, 3) for rank in range(3)]
+    shares = [process_share(step, rank, 3) for rank in range(3)]
     assert all(len(s) == len(step) for s in shares)  # same number of backward passes
     for k, micro in enumerate(step):
         dealt = [i for s in shares for i in s[k]]
         assert sorted(dealt) == micro  # every sample once, none twice
     assert shares[2][1] == [] and shares[1][2] == []  # more processes than samples: empty
-    assert train.process_share(step, 0, 1) == step
+    assert process_share(step, 0, 1) == step
 
 
 def test_process_count_setting(monkeypatch) -> None:
@@ -106,7 +112,7 @@ def test_process_count_setting(monkeypatch) -> None:
 
 def test_two_processes_train_like_one(tiny_hf_student: Path, data: Path, tmp_path: Path) -> None:
     phase = _phase()
-    one = train.run_phase(phase, **_kwargs(tiny_hf_student, data, tmp_path / "one"))
+    one = run_phase(phase, **_kwargs(tiny_hf_student, data, tmp_path / "one"))
     log_file = tmp_path / "train.log"
     log_file.write_text("launcher line\n")
     launch.launch(
@@ -116,7 +122,7 @@ def test_two_processes_train_like_one(tiny_hf_student: Path, data: Path, tmp_pat
         log_file=str(log_file),
         threads=2,
     )
-    two = json.loads((tmp_path / "two" / train.METRICS).read_text())
+    two = json.loads((tmp_path / "two" / METRICS).read_text())
     # The same steps over the same samples: token counts exactly, losses to float noise.
     assert two["loss_tokens"] == one["loss_tokens"]
     assert two["input_tokens"] == one["input_tokens"]
@@ -133,7 +139,7 @@ def test_two_processes_train_like_one(tiny_hf_student: Path, data: Path, tmp_pat
         torch.testing.assert_close(b[name], a[name], atol=5e-5, rtol=0)
     trained = _adapter(tmp_path / "one")
     assert any(float(t.abs().max()) > 0 for n, t in trained.items() if "lora_B" in n)
-    provenance = json.loads((tmp_path / "two" / train.PHASE_DONE).read_text())
+    provenance = json.loads((tmp_path / "two" / PHASE_DONE).read_text())
     assert provenance["processes"] == 2
     text = log_file.read_text()
     # The launcher's log keeps its lines; the first worker appends to it, once per step.
@@ -150,15 +156,15 @@ def test_a_killed_worker_stops_the_launch_and_the_rerun_resumes(
     launch.launch(2, phase, _kwargs(tiny_hf_student, data, whole), threads=2)
 
     out = tmp_path / "killed"
-    monkeypatch.setenv(train.KILL_AT_STEP_ENV, "3")
+    monkeypatch.setenv(KILL_AT_STEP_ENV, "3")
     with pytest.raises(launch.LaunchError, match="killed by signal 9.*resume"):
         launch.launch(2, phase, _kwargs(tiny_hf_student, data, out), threads=2)
     assert not out.exists()
     progress = json.loads((tmp_path / ".resume" / "killed" / "state" / "progress.json").read_text())
     assert progress["step"] == 2  # the last checkpoint before the kill
-    monkeypatch.delenv(train.KILL_AT_STEP_ENV)
+    monkeypatch.delenv(KILL_AT_STEP_ENV)
     launch.launch(2, phase, _kwargs(tiny_hf_student, data, out), threads=2)
-    for name in (train.ADAPTER_WEIGHTS, train.METRICS):
+    for name in (ADAPTER_WEIGHTS, METRICS):
         assert (out / name).read_bytes() == (whole / name).read_bytes(), name
 
 
@@ -172,7 +178,7 @@ def test_checkpoint_selected_by_the_evaluation_score(
     tiny_hf_student: Path, data: Path, tmp_path: Path, monkeypatch
 ) -> None:
     items = _write(tmp_path / "eval.jsonl", _records(3))
-    real = train.evaluation_nll
+    real = loop.evaluation_nll
     seen: list[int] = []
 
     def scripted(model, samples, **kw):  # an evaluation curve with its minimum at step 3
@@ -180,20 +186,20 @@ def test_checkpoint_selected_by_the_evaluation_score(
         real(model, samples, **kw)  # the real scorer runs too
         return [2.0, 1.0][len(seen) - 1]
 
-    monkeypatch.setattr(train, "evaluation_nll", scripted)
+    monkeypatch.setattr(loop, "evaluation_nll", scripted)
     phase = _phase(select_by="evaluation", max_steps=6, checkpoint_every=3)
-    metrics = train.run_phase(
+    metrics = run_phase(
         phase, **_kwargs(tiny_hf_student, data, tmp_path / "out", evaluation_items=items)
     )
     assert seen == [3, 3]
     assert [e["evaluation_nll"] for e in metrics["heldout_loss"]] == [2.0, 1.0]
     assert all("heldout_loss" in e for e in metrics["heldout_loss"])  # still taken, for the plot
-    chosen = json.loads((tmp_path / "out" / train.PHASE_DONE).read_text())["selected_checkpoint"]
+    chosen = json.loads((tmp_path / "out" / PHASE_DONE).read_text())["selected_checkpoint"]
     assert chosen["by"] == "evaluation_nll" and chosen["step"] == 6
     assert chosen["evaluation_nll"] == 1.0 and chosen["evaluation_items"] == 3
 
-    with pytest.raises(train.TrainError, match="select_by: evaluation needs"):
-        train.run_phase(
+    with pytest.raises(TrainError, match="select_by: evaluation needs"):
+        run_phase(
             phase,
             **_kwargs(
                 tiny_hf_student, data, tmp_path / "x", evaluation_items=_write(tmp_path / "e", [])
@@ -202,13 +208,13 @@ def test_checkpoint_selected_by_the_evaluation_score(
 
 
 def test_evaluation_score_matches_the_evaluation_stage(tiny_hf_student: Path) -> None:
-    from labmake.evaluation import evaluate
+    from labmake.evaluation.scores import conversation_nll, load_model
 
-    model, tokenizer = evaluate.load_model(tiny_hf_student)
+    model, tokenizer = load_model(tiny_hf_student)
     records = _records(3)
-    stage = evaluate.conversation_nll(model, tokenizer, [r["messages"] for r in records])
-    samples = [train.encode(tokenizer, r["messages"]) for r in records]
-    assert train.evaluation_nll(model, samples) == pytest.approx(sum(stage) / len(stage), abs=1e-6)
+    stage = conversation_nll(model, tokenizer, [r["messages"] for r in records])
+    samples = [encode(tokenizer, r["messages"]) for r in records]
+    assert evaluation_nll(model, samples) == pytest.approx(sum(stage) / len(stage), abs=1e-6)
 
 
 assert os.environ.get("WORLD_SIZE", "1") == "1", "run these tests outside a distributed launch"

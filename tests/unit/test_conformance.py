@@ -87,15 +87,16 @@ def test_sampled_conformance_ilab_strict() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(("ilab_strict", "field"), [(False, "valid"), (True, "ilab_valid")])
 def test_full_corpus_in_process(ilab_strict: bool, field: str) -> None:
-    from labmake.taxonomy.check import _check_leaf, _Mode, _scan
+    from labmake.taxonomy.check import CheckMode, check_leaf
+    from labmake.taxonomy.scan import scan
 
     assert CORPUS is not None
     cases = [json.loads(line) for line in (CORPUS / "expected.jsonl").read_text().splitlines()]
     wrong = []
     for case in cases:
         root = CORPUS / "cases" / case["id"]
-        leaves, problems = _scan(root, hidden=True)
-        reports = [_check_leaf(root, leaf, _Mode(ilab_strict=ilab_strict)) for leaf in leaves]
+        leaves, problems = scan(root, hidden=True)
+        reports = [check_leaf(root, leaf, CheckMode(ilab_strict=ilab_strict)) for leaf in leaves]
         assert not any(f.source == "internal" for r in reports for f in r.findings), case["id"]
         valid = (
             bool(leaves)

@@ -12,10 +12,17 @@ import yaml
 
 from labmake import cli
 from labmake.cli import diff
+from labmake.cli.changes import (
+    Fingerprint,
+    current_fingerprint,
+    diff_against_build,
+    recorded_fingerprint,
+)
 from labmake.core import artifacts
 from labmake.core.config import SeedsConfig, load
-from labmake.taxonomy.check import find_leaves, load_leaf
+from labmake.taxonomy.leaf import load_leaf
 from labmake.taxonomy.limits import estimate_tokens
+from labmake.taxonomy.scan import find_leaves
 from labmake.taxonomy.seeds import leaf_record
 
 REPO = Path(__file__).resolve().parents[2]
@@ -100,7 +107,7 @@ def test_qna_edit_and_new_document_are_reasons(project):
     qna.write_text(qna.read_text(encoding="utf-8") + "# a comment\n", encoding="utf-8")
     extra = root / KNOWLEDGE / "more.md"
     extra.write_text("Fog signals sound when the light cannot be seen.\n", encoding="utf-8")
-    changes = {c.leaf: c for c in diff.diff_against_build(root, project / "build")}
+    changes = {c.leaf: c for c in diff_against_build(root, project / "build")}
     assert changes[SKILL].status == "changed" and changes[SKILL].reasons == ("qna.yaml changed",)
     # The knowledge leaf reads *.md, so a new markdown file beside it is a new document.
     assert changes[KNOWLEDGE].reasons == ("document more.md added",)
@@ -110,11 +117,9 @@ def test_fingerprint_hash_matches_between_build_and_tree(project):
     root = project / "taxonomy"
     for leaf in find_leaves(root):
         record = artifacts.read_json(project / "build" / "seeds" / f"{leaf}.json")
-        assert (
-            diff.recorded_fingerprint(record).sha256 == diff.current_fingerprint(root, leaf).sha256
-        )
-    a = diff.Fingerprint("1" * 64, {"a.md": "2" * 64})
-    assert a.sha256 != diff.Fingerprint("1" * 64, {"b.md": "2" * 64}).sha256
+        assert recorded_fingerprint(record).sha256 == current_fingerprint(root, leaf).sha256
+    a = Fingerprint("1" * 64, {"a.md": "2" * 64})
+    assert a.sha256 != Fingerprint("1" * 64, {"b.md": "2" * 64}).sha256
 
 
 def test_text_output_is_one_sorted_line_per_leaf(project, capsys):

@@ -1,4 +1,4 @@
-"""labmake.evaluation.evaluate without models: scores, multiple choice, bootstrap, judge parsing, summary."""
+"""labmake.evaluation without models: scores, multiple choice, bootstrap, judge parsing, summary."""
 
 from __future__ import annotations
 
@@ -7,8 +7,14 @@ from pathlib import Path
 import pytest
 
 from labmake.core.config import EvaluateConfig, TeacherConfig
-from labmake.evaluation import evaluate
-from labmake.teacher.base import Request
+from labmake.evaluation.judge import judge_answers, judge_prompt, parse_score
+from labmake.evaluation.models import model_inputs, model_names
+from labmake.evaluation.multiple_choice import Choice, read_choices
+from labmake.evaluation.results import load_results
+from labmake.evaluation.scores import rouge_l, token_f1
+from labmake.evaluation.statistics import bootstrap_ci
+from labmake.evaluation.summary import summarize
+from labmake.teacher.protocol import Request
 from labmake.testing.fake_teacher import FakeTeacher
 
 K1, K2, S = "knowledge/a", "knowledge/b", "skills/c"
@@ -37,14 +43,12 @@ CFG = EvaluateConfig(bootstrap_resamples=400)
 
 
 def test_token_f1_and_rouge_l():
-    assert evaluate.token_f1("the cat sat", "the cat sat") == 1.0
-    assert evaluate.token_f1("", "x") == 0.0
-    assert evaluate.token_f1("a cat", "the cat sat") == pytest.approx(0.4)
+    assert token_f1("the cat sat", "the cat sat") == 1.0
+    assert token_f1("", "x") == 0.0
+    assert token_f1("a cat", "the cat sat") == pytest.approx(0.4)
     # ROUGE-L rewards order, token F1 does not.
-    assert evaluate.rouge_l("sat cat the", "the cat sat") < evaluate.token_f1(
-        "sat cat the", "the cat sat"
-    )
-    assert evaluate.rouge_l("The cat sat.", "the cat sat") == 1.0
+    assert rouge_l("sat cat the", "the cat sat") < token_f1("sat cat the", "the cat sat")
+    assert rouge_l("The cat sat.", "the cat sat") == 1.0
 
 
 def test_choices_are_read_from_the_generated_file(tmp_path: Path):
@@ -53,21 +57,17 @@ def test_choices_are_read_from_the_generated_file(tmp_path: Path):
         '{"leaf": "knowledge/a", "question": "Which colour?", "options": ["Blue", "Red"], '
         '"correct": 1, "id": "c0.s0"}\n'
     )
-    assert evaluate.read_choices(path) == [
-        evaluate.Choice("knowledge/a", "Which colour?", ("Blue", "Red"), 1)
-    ]
+    assert read_choices(path) == [Choice("knowledge/a", "Which colour?", ("Blue", "Red"), 1)]
 
 
 def test_bootstrap_interval():
-    ci = evaluate.bootstrap_ci([1.0, 2.0, 3.0, 4.0], resamples=2000, confidence=0.95, seed=3)
+    ci = bootstrap_ci([1.0, 2.0, 3.0, 4.0], resamples=2000, confidence=0.95, seed=3)
     assert ci is not None and 1.0 <= ci[0] < 2.5 < ci[1] <= 4.0
-    assert ci == evaluate.bootstrap_ci(
-        [1.0, 2.0, 3.0, 4.0], resamples=2000, confidence=0.95, seed=3
-    )
-    narrow = evaluate.bootstrap_ci([1.0, 2.0, 3.0, 4.0], resamples=2000, confidence=0.5, seed=3)
+    assert ci == bootstrap_ci([1.0, 2.0, 3.0, 4.0], resamples=2000, confidence=0.95, seed=3)
+    narrow = bootstrap_ci([1.0, 2.0, 3.0, 4.0], resamples=2000, confidence=0.5, seed=3)
     assert ci[0] <= narrow[0] <= narrow[1] <= ci[1]
-    assert evaluate.bootstrap_ci([], resamples=10, confidence=0.9, seed=1) is None
-    assert evaluate.bootstrap_ci([2.0, 2.0], resamples=10, confidence=0.9, seed=1) == [2.0, 2.0]
+    assert bootstrap_ci([], resamples=10, confidence=0.9, seed=1) is None
+    assert bootstrap_ci([2.0, 2.0], resamples=10, confidence=0.9, seed=1) == [2.0, 2.0]
 
 
 @pytest.mark.parametrize(
@@ -87,23 +87,21 @@ def test_bootstrap_interval():
     ],
 )
 def test_parse_score(reply, grade):
-    assert evaluate.parse_score(reply) == grade
+    assert parse_score(reply) == grade
 
 
 def test_judge_prompt_and_fake_judge():
-    prompt = evaluate.judge_prompt(
-        "Who built it?", "Engineers built the bridge.", "Engineers\nbuilt it"
-    )
+    prompt = judge_prompt("Who built it?", "Engineers built the bridge.", "Engineers\nbuilt it")
     assert prompt.endswith("Answer: Engineers built it\nScore:")  # one line per field
     teacher = FakeTeacher(TeacherConfig())
     good = teacher.complete(Request(prompt, 1, 12, ("\n",)))
-    assert 1 <= evaluate.parse_score(good.text) <= 10
-    empty = evaluate.judge_prompt("Who built it?", "Engineers built the bridge.", "")
-    assert evaluate.parse_score(teacher.complete(Request(empty, 1, 12)).text) is None
+    assert 1 <= parse_score(good.text) <= 10
+    empty = judge_prompt("Who built it?", "Engineers built the bridge.", "")
+    assert parse_score(teacher.complete(Request(empty, 1, 12)).text) is None
 
 
 def test_judge_answers_counts_unparseable_as_missing():
-    grades, replies, identity = evaluate.judge_answers(
+    grades, replies, identity = judge_answers(
         TeacherConfig(backend="fake-for-tests"),
         ITEMS[:2],
         ["The lamp is red.", ""],
@@ -161,7 +159,7 @@ def test_summary_means_deltas_and_intervals():
         [(0, True), (1, True), (2, True)],
         judge=([1, 2, None, 1], [9, None, 8, 10]),
     )
-    report = evaluate.summarize(ITEMS, res, CFG, seed=5)
+    report = summarize(ITEMS, res, CFG, seed=5)
     a = report["leaves"][K1]["reference_nll"]
     assert a["models"]["base"]["mean"] == 3.0 and a["models"]["tuned"]["mean"] == 2.0
     assert a["delta"]["tuned"]["mean"] == -1.0 and a["delta"]["tuned"]["ci"] == [-1.0, -1.0]
@@ -197,14 +195,14 @@ def test_summary_means_deltas_and_intervals():
     }
     assert report["samples"][0]["answers"] == {"base": "x", "gguf-Q8_0": ITEMS[0]["answer"]}
     assert "timing" not in str(report)  # timings never reach report.json
-    assert evaluate.summarize(ITEMS, res, CFG, seed=5) == report  # deterministic
+    assert summarize(ITEMS, res, CFG, seed=5) == report  # deterministic
 
 
 def test_models_must_have_answered_the_same_multiple_choice_questions():
     res = results([1.0] * 4, [1.0] * 4, [(0, True)], [(0, True)])
     res["tuned"]["multiple_choice"][0]["options"] = ["b", "a"]
     with pytest.raises(ValueError, match="different multiple-choice questions"):
-        evaluate.summarize(ITEMS, res, CFG, seed=5)
+        summarize(ITEMS, res, CFG, seed=5)
 
 
 def test_no_regression_when_the_interval_straddles_zero():
@@ -214,7 +212,7 @@ def test_no_regression_when_the_interval_straddles_zero():
         [(0, True), (1, True), (2, True)],
         [(0, True), (1, False), (2, True)],  # K1 MC: 1.0 -> 0.5, interval includes 0
     )
-    report = evaluate.summarize(ITEMS, res, CFG, seed=5)
+    report = summarize(ITEMS, res, CFG, seed=5)
     ci = report["leaves"][K1]["reference_nll"]["delta"]["tuned"]["ci"]
     assert ci[0] < 0 < ci[1]
     assert not [r for r in report["regressions"] if r["leaf"] in (K1, "overall")]
@@ -227,15 +225,15 @@ def test_load_results_refuses_scores_of_another_eval_set(tmp_path):
     artifacts.write_jsonl(eval_path, ITEMS)
     good = tmp_path / "base.json"
     artifacts.write_json(good, {"model": "base", "items_sha256": artifacts.sha256_file(eval_path)})
-    assert set(evaluate.load_results([good], eval_path)) == {"base"}
+    assert set(load_results([good], eval_path)) == {"base"}
     stale = tmp_path / "tuned.json"
     artifacts.write_json(stale, {"model": "tuned", "items_sha256": "0" * 64})
     with pytest.raises(ValueError, match="another version"):
-        evaluate.load_results([good, stale], eval_path)
+        load_results([good, stale], eval_path)
 
 
 def test_model_names_and_inputs():
-    names = evaluate.model_names(["knowledge", "skills"], ["Q4_K_M", "F16"])
+    names = model_names(["knowledge", "skills"], ["Q4_K_M", "F16"])
     assert names == [
         "base",
         "phase-knowledge",
@@ -244,20 +242,20 @@ def test_model_names_and_inputs():
         "gguf-F16",
         "gguf-Q4_K_M",
     ]
-    inputs = evaluate.model_inputs("phase-skills", ["knowledge", "skills"], None)
+    inputs = model_inputs("phase-skills", ["knowledge", "skills"], None)
     assert inputs == {
         "hf": "build/base",
         "phases": ["build/checkpoints/knowledge", "build/checkpoints/skills"],
         "mc": "build/data/multiple_choice.jsonl",
     }
-    assert evaluate.model_inputs("base", ["knowledge"], "s.gguf") == {
+    assert model_inputs("base", ["knowledge"], "s.gguf") == {
         "hf": "build/base",
         "mc": "build/data/multiple_choice.jsonl",
         "gguf": "s.gguf",
     }
-    assert evaluate.model_inputs("gguf-Q8_0", [], None) == {"gguf": "build/model/model.Q8_0.gguf"}
+    assert model_inputs("gguf-Q8_0", [], None) == {"gguf": "build/model/model.Q8_0.gguf"}
     with pytest.raises(ValueError, match="unknown model"):
-        evaluate.model_inputs("phase-nope", ["knowledge"], None)
+        model_inputs("phase-nope", ["knowledge"], None)
 
 
 def test_judge_is_a_teacher_section_or_null():

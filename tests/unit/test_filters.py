@@ -3,6 +3,7 @@ import pytest
 from labmake.core import artifacts, text
 from labmake.core.config import FilterConfig, NearDuplicateConfig
 from labmake.sdg import filters
+from labmake.sdg.parse import parse_items
 
 SEEDS = {
     "leaf": "knowledge/test/lighthouses",
@@ -48,7 +49,7 @@ def test_rouge_l():
 
 def test_parse_items_multiline_and_malformed():
     text = "Q: one?\nA: line 1\nline 2\n---\nQ: two?\n---\nA: orphan answer\nQ: three?\nA: yes"
-    items, malformed = filters.parse_items(text)
+    items, malformed = parse_items(text)
     assert [i["Q"] for i in items] == ["one?", "three?"]
     assert items[0]["A"] == "line 1\nline 2"
     assert malformed == 2  # a question without an answer, an answer without a question

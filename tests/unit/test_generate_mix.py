@@ -393,18 +393,19 @@ def test_grounded_skills_compare_the_question_in_its_context():
 def test_evaluation_reads_generated_items(accepted, tmp_path):
     from labmake.core import artifacts
     from labmake.core.config import EvaluateConfig
-    from labmake.evaluation import evaluate
+    from labmake.evaluation.results import read_items
+    from labmake.evaluation.summary import summarize
 
     datasets, stats = _mix(accepted)
     path = tmp_path / "eval.jsonl"
     artifacts.write_jsonl(path, datasets["eval"])
-    items = evaluate.read_items(path)
+    items = read_items(path)
     n = len(items)
     results = {
         "base": {"model": "base", "reference_nll": [3.0] * n},
         "tuned": {"model": "tuned", "reference_nll": [2.0 + 0.1 * (i % 3) for i in range(n)]},
     }
-    report = evaluate.summarize(items, results, EvaluateConfig(bootstrap_resamples=50), 5)
+    report = summarize(items, results, EvaluateConfig(bootstrap_resamples=50), 5)
     for leaf, s in stats["leaves"].items():
         assert report["leaves"][leaf]["n"] == s["eval"] > s["eval_seed"]
         assert report["leaves"][leaf]["reference_nll"]["models"]["tuned"]["n"] == s["eval"]

@@ -12,8 +12,10 @@ from labmake.core import artifacts
 from labmake.core.config import MultipleChoiceConfig, TeacherConfig
 from labmake.core.text import content_overlap
 from labmake.sdg import PipelineError, check, load, multiple_choice
-from labmake.sdg.blocks import Context, OptionsBlock, option_key, same_option
+from labmake.sdg.blocks.base import Context
+from labmake.sdg.blocks.options import OptionsBlock, option_key, same_option
 from labmake.sdg.parse import split_items
+from labmake.taxonomy import scan
 from labmake.testing.fake_teacher import FakeTeacher
 
 CFG = MultipleChoiceConfig(questions_per_chunk=3, options=4)
@@ -226,4 +228,4 @@ def test_knowledge_leaves_by_folder_and_document(tmp_path: Path):
         (tmp_path / leaf).mkdir(parents=True)
         (tmp_path / leaf / "qna.yaml").write_text(text)
     leaves = ["compositional_skills/b", "knowledge/a", "knowledge/broken", "other/c", "other/d"]
-    assert multiple_choice.knowledge_leaves(tmp_path, leaves) == ["knowledge/a", "other/c"]
+    assert scan.knowledge_leaves(tmp_path, leaves) == ["knowledge/a", "other/c"]

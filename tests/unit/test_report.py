@@ -11,7 +11,9 @@ import pytest
 
 from labmake.core import artifacts
 from labmake.core.config import EvaluateConfig
-from labmake.evaluation import evaluate, report
+from labmake.evaluation import report
+from labmake.evaluation.build_facts import funnel, read_timings
+from labmake.evaluation.summary import RegressionError
 
 K1, S = "knowledge/science/lamps", "compositional_skills/writing/rhymes"
 SECTIONS = {"inputs", "data", "training", "evaluation", "models", "timings"}
@@ -282,7 +284,7 @@ def test_report_is_deterministic_apart_from_timings(build):
 
 
 def test_funnel_puts_the_pipelines_judges_first():
-    f = report.funnel(
+    f = funnel(
         {
             "leaf": "x",
             "generated": 12,
@@ -296,15 +298,13 @@ def test_funnel_puts_the_pipelines_judges_first():
 
 
 def test_funnel_orders_known_filters_first():
-    f = report.funnel(
-        {"leaf": "x", "kept": 2, "removed": {"zzz": 1, "near_duplicate": 2, "malformed": 3}}
-    )
+    f = funnel({"leaf": "x", "kept": 2, "removed": {"zzz": 1, "near_duplicate": 2, "malformed": 3}})
     assert f["removed"] == [("malformed", 3), ("near_duplicate", 2), ("zzz", 1)]
     assert f["parsed"] == 8
 
 
 def test_timings_sum_jobs_per_rule(build):
-    rows = report.read_timings(build["bench"])
+    rows = read_timings(build["bench"])
     assert [r["rule"] for r in rows] == ["mix", "train"]  # pipeline order
     assert rows[1]["jobs"] == 2 and rows[1]["seconds"] == 20.0 and rows[1]["rss"] == 512.5
 
@@ -318,7 +318,7 @@ def test_regression_fails_only_when_asked(build):
     rep, html, _ = run(build, EvaluateConfig(bootstrap_resamples=200))
     assert [(r["leaf"], r["metric"]) for r in rep["regressions"]] == [(K1, "reference_nll")]
     assert "Regression" in html
-    with pytest.raises(evaluate.RegressionError, match=K1):
+    with pytest.raises(RegressionError, match=K1):
         run(build, EvaluateConfig(bootstrap_resamples=200, fail_on_regression=True), "strict")
     # the outputs were written before failing (Snakemake then decides what to keep)
     assert (build["dir"] / "strict.html").is_file()

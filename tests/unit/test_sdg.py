@@ -18,7 +18,7 @@ from labmake.core.config import (
 from labmake.core.hashing import derive_seed
 from labmake.sdg import SHIPPED, PipelineError, check, generation, load, pipeline_for, templates
 from labmake.sdg.parse import first_item, first_sentences, parse_score, split_items, trim_cut_off
-from labmake.teacher.base import Completion, Request
+from labmake.teacher.protocol import Completion, Request
 from labmake.testing.fake_teacher import FakeTeacher
 
 KNOWLEDGE = {

@@ -11,7 +11,7 @@ import pytest
     "raise_it, expected",
     [
         (
-            "from labmake.taxonomy.check import TaxonomyError; raise TaxonomyError('x/qna.yaml: broken')",
+            "from labmake.taxonomy.findings import TaxonomyError; raise TaxonomyError('x/qna.yaml: broken')",
             "x/qna.yaml: broken",
         ),
         (
@@ -19,7 +19,7 @@ import pytest
             "kept 0 of 9",
         ),
         (
-            "from labmake.teacher.base import TeacherError; raise TeacherError('t.gguf: cannot load')",
+            "from labmake.teacher.protocol import TeacherError; raise TeacherError('t.gguf: cannot load')",
             "t.gguf: cannot load",
         ),
     ],

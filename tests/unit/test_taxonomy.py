@@ -7,14 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from labmake.taxonomy.check import (
-    Finding,
-    PromptBudget,
-    TaxonomyError,
-    find_leaves,
-    load_leaf,
-    validate_leaf,
-)
+from labmake.taxonomy.check import validate_leaf
+from labmake.taxonomy.findings import Finding, TaxonomyError
+from labmake.taxonomy.leaf import load_leaf
+from labmake.taxonomy.limits import PromptBudget
+from labmake.taxonomy.scan import find_leaves
 
 SKILL = """\
 version: 3

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from labmake.taxonomy import documents
-from labmake.taxonomy.check import Finding, TaxonomyError, find_leaves, load_leaf, validate_leaf
+from labmake.taxonomy.check import validate_leaf
+from labmake.taxonomy.findings import Finding, TaxonomyError
+from labmake.taxonomy.leaf import load_leaf
+from labmake.taxonomy.scan import find_leaves
 
 LEAF = "compositional_skills/writing/poems"
 KLEAF = "knowledge/astronomy/planets"

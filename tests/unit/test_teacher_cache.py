@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from labmake.core import paths
-from labmake.teacher.base import Completion, OnDone, Request, complete_all
 from labmake.teacher.cache import RequestCache, request_key
+from labmake.teacher.complete import complete_all
+from labmake.teacher.protocol import Completion, OnDone, Request
 
 
 class CountingTeacher:
@@ -162,7 +163,8 @@ RUNNER = textwrap.dedent(
     from pathlib import Path
     from labmake.core import artifacts
     from labmake.teacher.cache import RequestCache
-    from labmake.teacher.base import Completion, Request, complete_all
+    from labmake.teacher.complete import complete_all
+    from labmake.teacher.protocol import Completion, Request
 
     cache_dir, out, log, batched = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 

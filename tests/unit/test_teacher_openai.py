@@ -12,9 +12,11 @@ import pytest
 
 from labmake.core import config
 from labmake.core.config import TeacherConfig
-from labmake.teacher.base import Request, TeacherError, complete_all, open_teacher
 from labmake.teacher.cache import RequestCache
+from labmake.teacher.complete import complete_all
 from labmake.teacher.openai_compat import OpenAITeacher, redact_url
+from labmake.teacher.protocol import Request, TeacherError
+from labmake.teacher.registry import open_teacher
 from labmake.testing.fault_server import FaultServer, answer_text, scripted
 
 KEY = "sk-test-7f3a9c1e5b2d4f60"
@@ -212,7 +214,9 @@ from pathlib import Path
 from labmake.core import logs
 from labmake.core.config import TeacherConfig
 from labmake.teacher.cache import RequestCache
-from labmake.teacher.base import Request, complete_all, open_teacher
+from labmake.teacher.complete import complete_all
+from labmake.teacher.protocol import Request
+from labmake.teacher.registry import open_teacher
 
 url, cache_dir, log_file = sys.argv[1:4]
 with logs.stage(log_file, "generate"):

@@ -182,7 +182,7 @@ def test_validation_imports_only_light_modules(taxonomy: Path) -> None:
     code = textwrap.dedent(f"""
         import io, sys
         from pathlib import Path
-        from labmake.taxonomy.check import run_validate
+        from labmake.cli.validate import run_validate
         assert run_validate([Path({str(taxonomy)!r})], ilab_strict=False, fmt="json",
                             params_path=None, out=io.StringIO()) == 0
         heavy = {{"torch", "transformers", "llama_cpp", "snakemake", "peft", "requests"}}

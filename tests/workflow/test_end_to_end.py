@@ -51,7 +51,7 @@ def test_mix_holds_out_eval_items(built: Path):
 
 def test_multiple_choice_is_written_from_the_knowledge_documents(built: Path):
     from labmake.core.text import content_overlap
-    from labmake.sdg.blocks import option_key
+    from labmake.sdg.blocks.options import option_key
 
     assert not (built / f"build/mc/{SKILL}.jsonl").exists()  # skills get no multiple choice
     records = artifacts.read_jsonl(built / f"build/mc/{KNOWLEDGE}.jsonl")

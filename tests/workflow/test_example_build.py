@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from labmake.core import artifacts
-from labmake.taxonomy.check import find_leaves
+from labmake.taxonomy.scan import find_leaves
 
 pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 

@@ -195,7 +195,7 @@ def test_evaluation_knob_reruns_evaluation_only(project: Path):
 def test_touch_without_change_reruns_nothing(project: Path):
     # Snakemake compares the checksums of small inputs that look newer: an mtime alone is no
     # edit. (So the edits below change content.)
-    files = [project / "src/labmake/filters.py", project / "taxonomy" / KNOWLEDGE / "qna.yaml"]
+    files = [project / "src/labmake/sdg/filters.py", project / "taxonomy" / KNOWLEDGE / "qna.yaml"]
     stats = [path.stat() for path in files]
     for path in files:
         path.touch()
@@ -209,9 +209,12 @@ def test_touch_without_change_reruns_nothing(project: Path):
 @pytest.mark.parametrize(
     ("module", "first", "untouched"),
     [
-        ("filters.py", "filter", {"seeds", "generate", "base_model"}),
-        ("generate.py", "generate", {"seeds", "base_model"}),
-        ("train.py", "train", DATA | {"base_model"}),
+        ("sdg/filters.py", "filter", {"seeds", "generate", "base_model"}),
+        ("sdg/generation.py", "generate", {"seeds", "base_model"}),
+        ("training/loop.py", "train", DATA | {"base_model"}),
+        # Reached from the train rule's stage function only through other modules (stage ->
+        # training.phase -> training.loop -> training.resume): the derived code inputs see it.
+        ("training/resume.py", "train", DATA | {"base_model"}),
     ],
 )
 def test_editing_a_stages_code_reruns_that_stage(project: Path, module, first, untouched):
@@ -228,6 +231,18 @@ def test_editing_a_stages_code_reruns_that_stage(project: Path, module, first, u
         assert leaves_of(jobs, first) == sorted([KNOWLEDGE, SKILL])
     assert not rules(jobs) & untouched
     assert dry_run(project) == []  # the edit undone, the build is up to date again
+
+
+def test_editing_code_no_rule_runs_reruns_nothing(project: Path):
+    """The `labmake plan` command is no rule's code: its edit plans no job."""
+    path = project / "src/labmake/cli/plan.py"
+    original, stat = path.read_bytes(), path.stat()
+    path.write_bytes(original + b"# an edit\n")
+    try:
+        assert dry_run(project) == []
+    finally:
+        path.write_bytes(original)
+        restore_mtime(path, stat)
 
 
 def test_leaf_edits_rerun_only_their_branch(project: Path, teacher_log):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labmake.taxonomy.check import find_leaves
+from labmake.taxonomy.scan import find_leaves
 
 pytestmark = pytest.mark.workflow
 

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from helpers import BIN, KNOWLEDGE, REPO, copy_project, dry_run, run
 
-from labmake.cli.release import Out, lock_outs, verify_outs
+from labmake.cli.dvc_project import Out, lock_outs, verify_outs
 
 pytestmark = pytest.mark.workflow
 

@@ -7,8 +7,31 @@ sees here is what the model does when served. Reads lines from stdin (a terminal
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
+
+from labmake.cli.exit_codes import EXIT_USAGE
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("chat", help="talk to a GGUF model in the terminal")
+    p.add_argument("model", help="a .gguf file, e.g. build/model/model.Q4_K_M.gguf")
+    p.add_argument("--n-ctx", type=int, default=2048)
+    p.add_argument("--max-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--system", default=None, help="a system message to start the conversation with")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    return chat(
+        Path(args.model),
+        n_ctx=args.n_ctx,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        system=args.system,
+    )
 
 
 def chat(
@@ -19,7 +42,7 @@ def chat(
             f"labmake chat: error: {model}: no such GGUF file (build one with `labmake build`)",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_USAGE
     from labmake.core.llama import LlamaLoadError, open_llama
 
     try:

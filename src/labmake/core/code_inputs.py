@@ -40,17 +40,16 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _imports(path: Path) -> set[str]:
-    """labmake modules ``path`` imports anywhere in its body (absolute names)."""
-    own = _module_name(path)
-    package = own if path.name == "__init__.py" else own.rpartition(".")[0]
+def _imported(nodes: Iterable[ast.AST], package: str) -> set[str]:
+    """labmake modules the import statements among ``nodes`` name (absolute names)."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    for node in nodes:
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                parts = package.split(".")
+                base = parts[: len(parts) - node.level + 1]
                 module = ".".join(base + ([node.module] if node.module else []))
             else:
                 module = node.module or ""
@@ -66,6 +65,34 @@ def _imports(path: Path) -> set[str]:
             if prefix.startswith(PACKAGE) and _module_file(prefix) is not None:
                 modules.add(prefix)
     return modules
+
+
+def _package_of(path: Path) -> str:
+    own = _module_name(path)
+    return own if path.name == "__init__.py" else own.rpartition(".")[0]
+
+
+def _parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), str(path))
+
+
+def _imports(path: Path) -> set[str]:
+    """labmake modules ``path`` imports anywhere in its body (function bodies too: they run)."""
+    return _imported(ast.walk(_parse(path)), _package_of(path))
+
+
+def _function_imports(path: Path, function: str) -> set[str]:
+    """What running ``function`` of ``path`` imports: the module's own top-level imports and
+    those inside that function, not those of the module's other functions."""
+    tree = _parse(path)
+    nodes: list[ast.AST] = []
+    for statement in tree.body:
+        if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            if statement.name == function:
+                nodes.extend(ast.walk(statement))
+        else:
+            nodes.extend(ast.walk(statement))
+    return _imported(nodes, _package_of(path))
 
 
 @functools.cache
@@ -101,19 +128,30 @@ def _data_files(folder: Path) -> list[Path]:
 
 @functools.cache
 def for_script(script: str | Path) -> tuple[str, ...]:
-    """The files a rule script runs: its labmake import closure and those modules' data."""
-    tree = ast.parse(Path(script).read_text(encoding="utf-8"), str(script))
-    roots = set()
-    for node in ast.walk(tree):
+    """The files a rule script runs: the import closure of the stage functions it calls (see
+    :func:`_function_imports`), and the data files of the modules reached."""
+    roots: set[str] = set()
+    for node in ast.walk(ast.parse(Path(script).read_text(encoding="utf-8"), str(script))):
         if isinstance(node, ast.ImportFrom) and not node.level and node.module:
-            roots.add(node.module)
-            roots.update(f"{node.module}.{alias.name}" for alias in node.names)
+            module = _module_file(node.module)
+            if module is None:
+                continue
+            roots |= {m for m in _imported([node], "") if m != node.module}
+            for alias in node.names:
+                if _module_file(f"{node.module}.{alias.name}") is None:  # a function
+                    roots |= _function_imports(module, alias.name)
+                    roots.add(node.module)
         elif isinstance(node, ast.Import):
-            roots.update(alias.name for alias in node.names)
-    modules = closure(
-        {".".join(r.split(".")[:i]) for r in roots for i in range(1, len(r.split(".")) + 1)}
-    )
-    files = {_module_file(m) for m in modules}
-    folders = {f.parent for f in files if f is not None}
-    data = {d for folder in folders for d in _data_files(folder)}
-    return tuple(sorted(str(p) for p in (files | data) - {None}))
+            roots |= _imported([node], "")
+    # The module itself is a file the rule runs; its other functions' imports are not followed.
+    modules = set(closure(roots - {m for m in roots if _is_stage_module(m)})) | {
+        m for m in roots if _is_stage_module(m)
+    }
+    files = {f for f in map(_module_file, modules) if f is not None}
+    data = {d for folder in {f.parent for f in files} for d in _data_files(folder)}
+    return tuple(sorted(str(p) for p in files | data))
+
+
+def _is_stage_module(name: str) -> bool:
+    """A module whose functions are followed one by one (so its own imports are not)."""
+    return name.startswith(f"{PACKAGE}.stages.")

@@ -1,295 +1,358 @@
 """params.yaml -> validated, typed configuration objects.
 
-params.yaml is checked with cerberus against ``core/params_schema.yaml`` before anything runs, then
-turned into frozen dataclasses. Each rule receives only its section (``config["teacher"]``,
-...), and the script turns that section back into its dataclass with :func:`section`, so the
-types are the same whether a value came from the file or from Snakemake's params.
+Every key is declared once, below, as a :func:`~labmake.core.schema.param` field: type, default,
+range or allowed values, and help. The cerberus schema that checks params.yaml before anything
+runs is generated from these declarations, and a checked mapping becomes these frozen
+dataclasses. Each rule receives only its section (``config["teacher"]``, ...) and its stage
+turns that back into the dataclass with :func:`section`, so a value has the same type whether it
+came from the file or through Snakemake's params, and a default lives only here.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
-from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
+from labmake.core.schema import (
+    ConfigError,
+    build,
+    explain,
+    param,
+    schema_of,
+    validator_class,
+)
 
-class ConfigError(ValueError):
-    """params.yaml is missing, unreadable or does not match the schema."""
+__all__ = ["ConfigError"]  # raised by load/validate/section; defined with the machinery
+
+QUANTIZATIONS = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_0", "Q4_K_M", "Q4_0")
+_NAME = r"^[A-Za-z0-9_-]+\Z"  # \Z: "$" would let a trailing newline through
 
 
 @dataclass(frozen=True)
 class TaxonomyConfig:
-    root: str = "taxonomy"
+    root: str = param("taxonomy", help="the taxonomy's root folder", empty=False)
 
 
 @dataclass(frozen=True)
 class StudentConfig:
-    gguf: str | None = None  # None: the embedded Gemma 3 270M base
+    gguf: str | None = param(
+        None, help="the student GGUF; null: the embedded Gemma 3 270M base", empty=False
+    )
 
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    backend: str = "llama-cpp"
-    gguf: str | None = None  # None: the embedded Gemma 3 270M base
-    n_ctx: int = 2048
-    n_threads: int = 2
-    n_parallel: int = 8
-    temperature: float = 0.7
-    top_p: float = 0.95
-    repeat_penalty: float = 1.1
-    max_tokens: int = 160
-    # backend openai: any OpenAI-compatible server (vLLM, llama.cpp server, a hosted API).
-    base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1
-    model: str | None = None  # the server's model name
-    api_key_env: str | None = (
-        None  # NAME of the environment variable holding the key (never the key)
+    backend: str = param(
+        "llama-cpp",
+        help="llama-cpp (a GGUF run in-process) or openai (an OpenAI-compatible server)",
+        regex=r"^[a-z][a-z0-9-]*$",
     )
-    chat: bool = False  # True: /chat/completions with the prompt as one user turn
-    timeout_s: float = 120.0  # per HTTP request
-    max_retries: int = 5  # on 429/5xx/timeouts/dropped connections/malformed bodies
-    concurrency: int = 4  # requests in flight at once
+    gguf: str | None = param(
+        None, help="llama-cpp: the teacher GGUF; null: the embedded Gemma 3 270M", empty=False
+    )
+    n_ctx: int = param(2048, help="tokens one request may fill: prompt + max_tokens", min=256)
+    n_threads: int = param(2, help="CPU threads of the llama-cpp teacher", min=1)
+    n_parallel: int = param(8, help="sequences decoded together in one batch", min=1, max=64)
+    temperature: float = param(0.7, help="sampling temperature", min=0.0)
+    top_p: float = param(0.95, help="nucleus sampling", min=0.0, max=1.0)
+    repeat_penalty: float = param(1.1, help="llama-cpp only (not in the OpenAI API)", min=0.0)
+    max_tokens: int = param(160, help="per request; generation also stops at delimiters", min=8)
+    base_url: str | None = param(
+        None, help="openai: e.g. http://127.0.0.1:8000/v1", regex=r"^https?://.+"
+    )
+    model: str | None = param(None, help="openai: the server's model name", empty=False)
+    api_key_env: str | None = param(
+        None,
+        help="openai: the NAME of the environment variable holding the key (never the key)",
+        regex=r"^[A-Za-z_][A-Za-z0-9_]*$",
+    )
+    chat: bool = param(False, help="openai: /chat/completions with the prompt as one user turn")
+    timeout_s: float = param(120.0, help="openai: seconds per HTTP request", min=0.1)
+    max_retries: int = param(
+        5, help="openai: retries on 429/5xx/timeouts/dropped connections", min=0, max=20
+    )
+    concurrency: int = param(4, help="openai: requests in flight at once", min=1, max=256)
+
+    def __post_init__(self) -> None:
+        if self.max_tokens >= self.n_ctx:
+            raise ConfigError(
+                f"params.yaml: teacher.max_tokens ({self.max_tokens}) must be below "
+                f"teacher.n_ctx ({self.n_ctx}): a request's prompt and answer share the context"
+            )
 
 
 @dataclass(frozen=True)
 class SeedsConfig:
-    chunk_tokens: int = 200
-    chunk_overlap_tokens: int = 32
+    chunk_tokens: int = param(200, help="knowledge documents: tokens per chunk", min=16)
+    chunk_overlap_tokens: int = param(32, help="tokens a chunk shares with the previous one", min=0)
+
+    def __post_init__(self) -> None:
+        if self.chunk_overlap_tokens >= self.chunk_tokens:
+            raise ConfigError(
+                "params.yaml: seeds.chunk_overlap_tokens must be below seeds.chunk_tokens"
+            )
 
 
 @dataclass(frozen=True)
 class KnowledgeCounts:
-    samples_per_chunk: int = 4  # generation requests per document chunk (one Q/A each)
-
-
-@dataclass(frozen=True)
-class FreeformCounts:
-    questions: int = 32  # question-generation requests per leaf (one question each)
-
-
-@dataclass(frozen=True)
-class GroundedCounts:
-    contexts: int = 10  # context-generation requests per leaf
-    questions_per_context: int = 2  # question requests per kept context
-
-
-@dataclass(frozen=True)
-class GenerateConfig:
-    pipeline: str = "auto"  # auto: by leaf kind (knowledge | freeform | grounded); or a name
-    pipelines_dir: str | None = None  # a folder whose <name>.yaml / prompts/*.j2 shadow the shipped
-    requests_per_leaf: int = 16  # the `simple` pipeline's requests per leaf
-    examples_per_prompt: int = 3
-    knowledge: KnowledgeCounts = field(default_factory=KnowledgeCounts)
-    freeform: FreeformCounts = field(default_factory=FreeformCounts)
-    grounded: GroundedCounts = field(default_factory=GroundedCounts)
-
-
-@dataclass(frozen=True)
-class NearDuplicateConfig:
-    method: str = "rouge_l"  # rouge_l | minhash
-    threshold: float = 0.8  # ROUGE-L F1, or estimated Jaccard of word 3-grams for minhash
-
-
-@dataclass(frozen=True)
-class FilterConfig:
-    min_question_words: int = 3
-    max_question_words: int = 60
-    min_answer_words: int = 2
-    max_answer_words: int = 120
-    near_duplicate: NearDuplicateConfig = field(default_factory=NearDuplicateConfig)
-    min_chunk_overlap: float = 0.5
-    max_samples_per_leaf: int = 40
-    blocklist: tuple[str, ...] = (
-        r"(?i)\bas an ai\b",
-        r"(?i)\b(large )?language model\b",
-        r"(?i)\bI (cannot|can't) (help|assist)\b",
-        r"(?i)\bI'm sorry, but\b",
-        r"(?i)https?://",
+    samples_per_chunk: int = param(
+        4, help="generation requests per document chunk (one Q/A each)", min=1
     )
 
 
 @dataclass(frozen=True)
+class FreeformCounts:
+    questions: int = param(32, help="question-generation requests per leaf", min=1)
+
+
+@dataclass(frozen=True)
+class GroundedCounts:
+    contexts: int = param(10, help="context-generation requests per leaf", min=1)
+    questions_per_context: int = param(2, help="question requests per kept context", min=1)
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    pipeline: str = param(
+        "auto",
+        help="auto: by leaf kind (knowledge | freeform | grounded); or a pipeline's name",
+        regex=r"^[a-z][a-z0-9_]*$",
+    )
+    pipelines_dir: str | None = param(
+        None, help="a folder whose <name>.yaml and prompts/*.j2 shadow the shipped ones"
+    )
+    requests_per_leaf: int = param(16, help="the simple pipeline's requests per leaf", min=1)
+    examples_per_prompt: int = param(3, help="seed examples shown per prompt", min=1, max=20)
+    knowledge: KnowledgeCounts = param(help="knowledge pipeline counts", factory=KnowledgeCounts)
+    freeform: FreeformCounts = param(help="freeform pipeline counts", factory=FreeformCounts)
+    grounded: GroundedCounts = param(help="grounded pipeline counts", factory=GroundedCounts)
+
+
+@dataclass(frozen=True)
+class NearDuplicateConfig:
+    method: str = param("rouge_l", help="rouge_l | minhash", allowed=["rouge_l", "minhash"])
+    threshold: float = param(
+        0.8, help="ROUGE-L F1, or estimated Jaccard of word 3-grams", min=0.0, max=1.0
+    )
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    min_question_words: int = param(3, help="shorter questions are dropped", min=1)
+    max_question_words: int = param(60, help="longer questions are dropped", min=1)
+    min_answer_words: int = param(2, help="shorter answers are dropped", min=1)
+    max_answer_words: int = param(120, help="longer answers are dropped", min=1)
+    near_duplicate: NearDuplicateConfig = param(
+        help="a sample this close to a kept one or a seed is dropped", factory=NearDuplicateConfig
+    )
+    min_chunk_overlap: float = param(
+        0.5, help="knowledge: share of the answer's content words in its chunk", min=0.0, max=1.0
+    )
+    max_samples_per_leaf: int = param(40, help="accepted samples kept per leaf", min=1)
+    blocklist: tuple[str, ...] = param(
+        (
+            r"(?i)\bas an ai\b",
+            r"(?i)\b(large )?language model\b",
+            r"(?i)\bI (cannot|can't) (help|assist)\b",
+            r"(?i)\bI'm sorry, but\b",
+            r"(?i)https?://",
+        ),
+        help="regular expressions; a sample matching any is dropped",
+    )
+
+    def __post_init__(self) -> None:
+        for what in ("question", "answer"):
+            low, high = getattr(self, f"min_{what}_words"), getattr(self, f"max_{what}_words")
+            if low > high:
+                raise ConfigError(
+                    f"params.yaml: filter.min_{what}_words ({low}) is above "
+                    f"filter.max_{what}_words ({high}): no {what} could pass"
+                )
+
+
+@dataclass(frozen=True)
 class MixRecipe:
-    leaves: str  # a glob over leaf names, e.g. "knowledge/**" or one leaf
-    size: int | None = None  # generated samples drawn per matching leaf; None: all
-    upsample: bool = False  # draw with replacement up to `size` when a leaf has fewer
+    leaves: str = param(help='a glob over leaf names, e.g. "knowledge/**" or one leaf')
+    size: int | None = param(None, help="samples drawn per matching leaf; null: all", min=0)
+    upsample: bool = param(False, help="draw with replacement up to size when short")
 
 
 @dataclass(frozen=True)
 class MixConfig:
-    eval_seeds_per_leaf: int = 2
-    # Accepted samples per leaf held out of training into eval.jsonl (before the recipe draw):
-    # two seeds alone give per-leaf intervals too wide to read.
-    eval_generated_per_leaf: int = 4
-    # ...but never more than this share of a leaf's accepted samples: a small leaf needs its
-    # few samples for training more than for a tighter interval.
-    eval_generated_max_share: float = 0.25
-    # Knowledge samples appear in knowledge.jsonl in each listed form: closed_book (question
-    # only), document (phase-1: its chunk + question), distractors (phase-2: the right chunk
-    # among other chunks of the leaf).
-    knowledge_forms: tuple[str, ...] = ("closed_book", "document")
-    distractors: int = 3
-    recipes: tuple[MixRecipe, ...] = ()
+    eval_seeds_per_leaf: int = param(2, help="seed Q&A held out for evaluation", min=0)
+    # Two seeds alone give per-leaf intervals too wide to read.
+    eval_generated_per_leaf: int = param(
+        4, help="accepted samples per leaf held out of training into eval.jsonl", min=0
+    )
+    # A small leaf needs its few samples for training more than for a tighter interval.
+    eval_generated_max_share: float = param(
+        0.25, help="...at most this share of a leaf's accepted samples", min=0.0, max=0.5
+    )
+    knowledge_forms: tuple[str, ...] = param(
+        ("closed_book", "document"),
+        help="closed_book (question only), document (LAB phase 1: chunk + question), "
+        "distractors (LAB phase 2: the right chunk among others)",
+        minlength=1,
+        item={"allowed": ["closed_book", "document", "distractors"]},
+    )
+    distractors: int = param(3, help="other chunks shown with the right one", min=0)
+    recipes: tuple[MixRecipe, ...] = param(
+        (), help="samples per leaf by glob, first match wins; none: all"
+    )
 
 
 @dataclass(frozen=True)
 class LoraConfig:
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    r: int = param(8, help="LoRA rank", min=1)
+    alpha: int = param(16, help="LoRA alpha", min=1)
+    dropout: float = param(0.0, help="LoRA dropout", min=0.0, max=1.0)
+    target_modules: tuple[str, ...] = param(
+        ("q_proj", "k_proj", "v_proj", "o_proj"), help="modules given adapters", minlength=1
+    )
 
 
 @dataclass(frozen=True)
 class PhaseConfig:
-    name: str
-    dataset: str
-    epochs: int = 1
-    max_steps: int | None = None
-    learning_rate: float = 2e-4
-    warmup_steps: int = 0
-    batch_size: int = 4
-    grad_accum: int = 1
-    replay_ratio: float = 0.0
-    method: str = "lora"  # lora: train an adapter; full: train every weight
-    loss_on: str = "assistant"  # assistant: the answers only; all: every token of the sample
-    checkpoint_every: int | None = None  # steps between resumable checkpoints (+ held-out loss)
-    heldout_fraction: float = 0.0  # share of the phase's records held out to pick the best step
-    # What picks the kept checkpoint: heldout_loss (the phase's held-out records) or evaluation
-    # (the evaluation stage's reference NLL on build/data/eval.jsonl, the report's headline).
-    select_by: str = "heldout_loss"
-    lora: LoraConfig = field(default_factory=LoraConfig)
+    name: str = param(help="the phase's name (its checkpoint folder)", regex=_NAME)
+    dataset: str = param(help="knowledge | skills", allowed=["knowledge", "skills"])
+    epochs: int = param(1, help="passes over the data (unless max_steps)", min=1)
+    max_steps: int | None = param(None, help="optimizer steps; null: from epochs", min=1)
+    learning_rate: float = param(2e-4, help="peak learning rate", min=0.0)
+    warmup_steps: int = param(0, help="linear warm-up steps", min=0)
+    batch_size: int = param(4, help="samples per micro-batch", min=1)
+    grad_accum: int = param(1, help="micro-batches per optimizer step", min=1)
+    replay_ratio: float = param(
+        0.0, help="share of the phase's samples replayed from earlier phases", min=0.0, max=1.0
+    )
+    method: str = param(
+        "lora", help="lora: train an adapter; full: every weight", allowed=["lora", "full"]
+    )
+    loss_on: str = param(
+        "assistant",
+        help="assistant: the answers only; all: every token",
+        allowed=["assistant", "all"],
+    )
+    checkpoint_every: int | None = param(
+        None, help="steps between resumable checkpoints (and held-out losses)", min=1
+    )
+    heldout_fraction: float = param(
+        0.0, help="share of the phase's records held out to pick the best step", min=0.0, max=0.5
+    )
+    # evaluation: the evaluation stage's reference NLL on build/data/eval.jsonl, the report's
+    # headline (then optimistic, since the choice has seen those items).
+    select_by: str = param(
+        "heldout_loss",
+        help="what picks the kept checkpoint: heldout_loss or evaluation",
+        allowed=["heldout_loss", "evaluation"],
+    )
+    lora: LoraConfig = param(help="the adapter (method: lora)", factory=LoraConfig)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    max_seq_len: int = 256
-    packing: bool = True  # each micro-batch as one row, no padding, attention kept per sample
-    over_length: str = "drop"  # samples longer than max_seq_len: drop or truncate (both counted)
-    # Data-parallel training processes: "auto" = one per visible CUDA GPU (1 on a CPU); a number
-    # forces it (several CPU processes use gloo). Each optimizer step is split between them.
-    processes: str | int = "auto"
-    phases: tuple[PhaseConfig, ...] = ()
+    max_seq_len: int = param(256, help="tokens per sample", min=16)
+    packing: bool = param(
+        True, help="each micro-batch as one unpadded row, attention kept per sample"
+    )
+    over_length: str = param(
+        "drop", help="samples over max_seq_len: drop or truncate", allowed=["drop", "truncate"]
+    )
+    # Each optimizer step is split between the processes (gloo on CPUs, NCCL on GPUs).
+    processes: str | int = param(
+        "auto",
+        help="data-parallel processes: auto = one per visible CUDA GPU (1 on a CPU), or a count",
+        allowed=["auto"],
+        min=1,
+    )
+    phases: tuple[PhaseConfig, ...] = param(
+        (), help="the training phases, in order, each from the last", minlength=1
+    )
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.phases]
+        if len(set(names)) != len(names):
+            raise ConfigError(
+                f"params.yaml: train.phases has repeated names {names}; give each phase its "
+                "own name"
+            )
 
 
 @dataclass(frozen=True)
 class ExportConfig:
-    quantizations: tuple[str, ...] = ("Q4_K_M", "Q5_K_M", "Q8_0")
+    quantizations: tuple[str, ...] = param(
+        ("Q4_K_M", "Q5_K_M", "Q8_0"),
+        help="GGUF types written besides F16",
+        minlength=1,
+        item={"allowed": list(QUANTIZATIONS)},
+    )
+
+    def __post_init__(self) -> None:
+        if len(set(self.quantizations)) != len(self.quantizations):
+            raise ConfigError(
+                f"params.yaml: export.quantizations lists a type twice {list(self.quantizations)}"
+            )
 
 
 @dataclass(frozen=True)
 class MultipleChoiceConfig:
-    questions_per_chunk: int = 2  # teacher requests per knowledge chunk (one question each)
-    options: int = 4  # the right answer + wrong options (teacher's, then the leaf's answers)
+    questions_per_chunk: int = param(2, help="teacher requests per knowledge chunk", min=1)
+    options: int = param(4, help="the right answer + wrong options", min=2, max=10)
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    max_new_tokens: int = 64
-    n_threads: int = 2
-    bootstrap_resamples: int = 1000  # paired bootstrap over held-out items, seeded from `seed`
-    confidence: float = 0.95  # of the bootstrap intervals
-    fail_on_regression: bool = False  # tuned worse than base beyond the interval fails the build
-    # Knowledge multiple choice generated by the teacher from the leaf's documents.
-    multiple_choice: MultipleChoiceConfig = field(default_factory=MultipleChoiceConfig)
-    judge: TeacherConfig | None = None  # a teacher that grades answers 1-10; None: no judge
+    max_new_tokens: int = param(64, help="tokens of each greedy answer", min=1)
+    n_threads: int = param(2, help="llama.cpp threads", min=1)
+    bootstrap_resamples: int = param(1000, help="paired bootstrap resamples", min=10)
+    confidence: float = param(0.95, help="of the bootstrap intervals", min=0.5, max=0.999)
+    fail_on_regression: bool = param(
+        False, help="tuned worse than base on a leaf, beyond the interval, fails the build"
+    )
+    multiple_choice: MultipleChoiceConfig = param(
+        help="knowledge multiple choice written by the teacher", factory=MultipleChoiceConfig
+    )
+    judge: TeacherConfig | None = param(
+        None, help="a teacher that grades answers 1-10 (teacher's keys); null: no judge"
+    )
 
 
 @dataclass(frozen=True)
 class BuildConfig:
-    seed: int
-    taxonomy: TaxonomyConfig
-    student: StudentConfig
-    teacher: TeacherConfig
-    seeds: SeedsConfig
-    generate: GenerateConfig
-    filter: FilterConfig
-    mix: MixConfig
-    train: TrainConfig
-    export: ExportConfig
-    evaluate: EvaluateConfig
+    seed: int = param(help="the one seed every stage derives its randomness from", min=0)
+    train: TrainConfig = param(help="tuning: the stage's keys and its phases")
+    taxonomy: TaxonomyConfig = param(help="where the taxonomy is", factory=TaxonomyConfig)
+    student: StudentConfig = param(help="the model that is tuned", factory=StudentConfig)
+    teacher: TeacherConfig = param(help="the model that writes data", factory=TeacherConfig)
+    seeds: SeedsConfig = param(help="seed examples and document chunks", factory=SeedsConfig)
+    generate: GenerateConfig = param(help="synthetic data generation", factory=GenerateConfig)
+    filter: FilterConfig = param(help="rule-based filters", factory=FilterConfig)
+    mix: MixConfig = param(help="the training sets and held-out items", factory=MixConfig)
+    export: ExportConfig = param(help="GGUF files", factory=ExportConfig)
+    evaluate: EvaluateConfig = param(help="scoring and the report", factory=EvaluateConfig)
+
+    def __post_init__(self) -> None:
+        if not self.train.phases:
+            raise ConfigError("params.yaml: train.phases: at least one phase is required")
 
 
 T = TypeVar("T")
 
 
-def _coerce(tp: Any, value: Any, where: str) -> Any:
-    """Turn a YAML value into ``tp``; tolerant of ``dvc exp`` writing 5e-05 as a string."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return _coerce(args[0], value, where)
-    if origin is tuple:
-        (item_tp, *_rest) = typing.get_args(tp)
-        return tuple(_coerce(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if dataclasses.is_dataclass(tp):
-        return build(tp, value, where)
-    if tp is float:
-        return float(value)
-    if tp is int and isinstance(value, str):
-        return int(value)
-    return value
-
-
-def build(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
-    """Build dataclass ``cls`` from a mapping, recursively, with types from its annotations."""
-    data = dict(data or {})
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name in data:
-            kwargs[f.name] = _coerce(hints[f.name], data.pop(f.name), f"{where}.{f.name}")
-    if data:
-        raise ConfigError(f"params.yaml: unknown key(s) {sorted(data)} in '{where or '/'}'")
-    return cls(**kwargs)
-
-
-@cache
-def _schema() -> dict[str, Any]:
-    text = (
-        resources.files("labmake.core").joinpath("params_schema.yaml").read_text(encoding="utf-8")
-    )
-    return yaml.safe_load(text)
-
-
-@cache
-def _validator_class() -> type:
-    from cerberus import Validator
-
-    class ParamsValidator(Validator):  # type: ignore[misc]
-        def _normalize_coerce_float(self, value: Any) -> Any:
-            # `dvc exp` rewrites 5.0e-5 as 5e-05, which YAML reads as a string.
-            try:
-                return float(value)
-            except (TypeError, ValueError):
-                return value
-
-    return ParamsValidator
-
-
 def validate(raw: dict[str, Any], source: str = "params.yaml") -> BuildConfig:
     """Check a params mapping against the schema and return the typed config."""
-    validator = _validator_class()(_schema())
+    validator = validator_class()(schema_of(BuildConfig))
     if not validator.validate(raw):
-        problems = "; ".join(_flatten_errors(validator.errors))
+        problems = "; ".join(explain(validator.errors, BuildConfig))
         raise ConfigError(
             f"{source}: {problems}. Fix these keys (see the comments in params.yaml)."
         )
-    config = build(BuildConfig, validator.document)
-    names = [p.name for p in config.train.phases]
-    if len(set(names)) != len(names):
-        raise ConfigError(
-            f"{source}: train.phases has repeated names {names}; give each phase its own name"
-        )
-    return config
+    try:
+        return build(BuildConfig, validator.document)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("params.yaml:", f"{source}:", 1)) from None
 
 
 def load(path: str | Path = "params.yaml") -> BuildConfig:
@@ -310,20 +373,3 @@ def load(path: str | Path = "params.yaml") -> BuildConfig:
 def section(cls: type[T], data: dict[str, Any], name: str) -> T:
     """The typed form of one section that a rule received through Snakemake's params."""
     return build(cls, data, name)
-
-
-def _flatten_errors(errors: Any, prefix: str = "") -> list[str]:
-    out: list[str] = []
-    if isinstance(errors, dict):
-        for key, value in sorted(errors.items(), key=lambda kv: str(kv[0])):
-            where = f"{prefix}.{key}" if prefix else str(key)
-            out.extend(_flatten_errors(value, where))
-    elif isinstance(errors, list):
-        for item in errors:
-            if isinstance(item, (dict, list)):
-                out.extend(_flatten_errors(item, prefix))
-            else:
-                out.append(f"{prefix}: {item}")
-    else:
-        out.append(f"{prefix}: {errors}")
-    return out

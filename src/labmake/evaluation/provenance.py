@@ -8,13 +8,13 @@ builds of the same inputs.
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from labmake import __version__
 from labmake.core import artifacts, toolchain
+from labmake.core.git import GitError, run_git
 from labmake.core.hashing import params_hash
 
 
@@ -33,22 +33,15 @@ def git_commit(path: str | Path) -> str:
     path = Path(path).resolve()
     where = str(path if path.is_dir() else path.parent)  # works from any current directory
     try:
-        commit = subprocess.run(
-            ["git", "-C", where, "log", "-1", "--format=%H", "--", str(path)],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", where, "status", "--porcelain", "--", str(path)],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+        log = run_git("log", "-1", "--format=%H", "--", str(path), repo=where)
+        if log.returncode != 0:
+            return "unknown"
+        status = run_git("status", "--porcelain", "--", str(path), repo=where)
+        if status.returncode != 0:
+            return "unknown"
+    except (OSError, GitError):
         return "unknown"
+    commit, dirty = log.stdout.strip(), status.stdout.strip()
     return (commit or "uncommitted") + ("-dirty" if dirty else "")
 
 

@@ -72,6 +72,27 @@ def write_gguf(
         raise ExportError(f"GGUF out_type {out_type!r} is not one of {', '.join(OUT_TYPES)}")
     _check_provenance(provenance)
     t0 = time.monotonic()
+    family, tok_path, n_vocab = _read_source(hf_dir)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    writer = gguf.GGUFWriter(tmp, family.arch)
+    try:
+        _add_metadata(writer, hf_dir, family, tok_path, provenance, out_type)
+        for name, data in _gguf_tensors(hf_dir, family, n_vocab, out_type):
+            writer.add_tensor(name, data)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        os.replace(tmp, out_path)
+    finally:
+        writer.close()
+        tmp.unlink(missing_ok=True)
+    log.info("wrote %s (%s, %s) in %.1f s", out_path, family.arch, out_type, time.monotonic() - t0)
+
+
+def _read_source(hf_dir: Path) -> tuple[Any, Path, int]:
+    """The folder's architecture family, its tokenizer GGUF and vocabulary size."""
     config_path = hf_dir / "config.json"
     if not config_path.is_file():
         raise ExportError(f"{hf_dir}: no config.json; not a Hugging Face model folder")
@@ -86,38 +107,33 @@ def write_gguf(
     tokens = metadata.read_kv(tok_path, gguf.Keys.Tokenizer.LIST).get(gguf.Keys.Tokenizer.LIST)
     if tokens is None:
         raise ExportError(f"{tok_path}: holds no {gguf.Keys.Tokenizer.LIST}")
-    n_vocab = len(tokens.value)
+    return family, tok_path, len(tokens.value)
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    writer = gguf.GGUFWriter(tmp, family.arch)
-    try:
-        writer.add_type(gguf.GGUFType.MODEL)
-        for key, value in sorted(_general_defaults(hf_dir, provenance).items()):
-            _add_value(writer, key, value)
-        writer.add_file_type(OUT_TYPES[out_type])
-        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-        family.write_hparams(writer)
-        # The chat template the model was trained with (the HF folder's) wins over the source
-        # GGUF's, which a base model often lacks: llama.cpp chat needs it in the file.
-        template = _chat_template(hf_dir)
-        skip = {gguf.Keys.Tokenizer.CHAT_TEMPLATE} if template else set()
-        metadata.copy_kv(tok_path, writer, prefix="tokenizer.", exclude=skip)
-        if template:
-            writer.add_chat_template(template)
-        for key in sorted(k for k in provenance if k.startswith("labmake.")):
-            _add_value(writer, key, provenance[key])
-        for name, data in _gguf_tensors(hf_dir, family, n_vocab, out_type):
-            writer.add_tensor(name, data)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        os.replace(tmp, out_path)
-    finally:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-    log.info("wrote %s (%s, %s) in %.1f s", out_path, family.arch, out_type, time.monotonic() - t0)
+
+def _add_metadata(
+    writer: gguf.GGUFWriter,
+    hf_dir: Path,
+    family: Any,
+    tok_path: Path,
+    provenance: Mapping[str, str | int | float | bool],
+    out_type: str,
+) -> None:
+    """Everything but the tensors, in the order llama.cpp's own writer uses."""
+    writer.add_type(gguf.GGUFType.MODEL)
+    for key, value in sorted(_general_defaults(hf_dir, provenance).items()):
+        _add_value(writer, key, value)
+    writer.add_file_type(OUT_TYPES[out_type])
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    family.write_hparams(writer)
+    # The chat template the model was trained with (the HF folder's) wins over the source
+    # GGUF's, which a base model often lacks: llama.cpp chat needs it in the file.
+    template = _chat_template(hf_dir)
+    skip = {gguf.Keys.Tokenizer.CHAT_TEMPLATE} if template else set()
+    metadata.copy_kv(tok_path, writer, prefix="tokenizer.", exclude=skip)
+    if template:
+        writer.add_chat_template(template)
+    for key in sorted(k for k in provenance if k.startswith("labmake.")):
+        _add_value(writer, key, provenance[key])
 
 
 def _chat_template(hf_dir: Path) -> str | None:

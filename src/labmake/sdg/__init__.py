@@ -4,7 +4,8 @@
 call, ``pipeline.run`` runs it on one leaf. See ``labmake.sdg.generation`` for the stage around it.
 """
 
-from labmake.sdg.blocks import REGISTRY, Context, PipelineError
+from labmake.sdg.blocks import REGISTRY
+from labmake.sdg.blocks.base import Context, PipelineError
 from labmake.sdg.pipeline import SHIPPED, Pipeline, check, load, pipeline_for, run
 
 __all__ = [

@@ -18,7 +18,6 @@ from typing import Any
 from labmake.core import artifacts
 from labmake.core.config import FilterConfig
 from labmake.core.text import content_overlap, sample_tokens, similarity, tokens
-from labmake.sdg.parse import parse_items as parse_items
 
 
 class EmptyLeafError(RuntimeError):

@@ -23,10 +23,12 @@ from labmake.core import artifacts, paths
 from labmake.core.config import GenerateConfig, TeacherConfig
 from labmake.sdg import Context, Pipeline, check, load, pipeline_for
 from labmake.sdg import run as run_pipeline
-from labmake.sdg.blocks import Counts, Row
+from labmake.sdg.blocks.base import Counts, Row
 from labmake.sdg.pipeline import Result
-from labmake.teacher.base import Completion, Request, Teacher, complete_all, open_teacher
 from labmake.teacher.cache import RequestCache
+from labmake.teacher.complete import complete_all
+from labmake.teacher.protocol import Completion, Request, Teacher
+from labmake.teacher.registry import open_teacher
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ option records where it came from); one that still has none is dropped.
 
 Rule ``multiple_choice`` puts every knowledge leaf's kept items in
 build/data/multiple_choice.jsonl, sorted, with provenance per item. Evaluation scores models on
-it by option likelihood (``labmake.evaluation.evaluate``); it is never an input of mix or train, so
-regenerating it never retrains.
+it by option likelihood (``labmake.evaluation.multiple_choice``); it is never an input of mix or
+train, so regenerating it never retrains.
 """
 
 from __future__ import annotations
@@ -22,17 +22,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from labmake.core import artifacts
 from labmake.core.config import GenerateConfig, MultipleChoiceConfig, TeacherConfig
 from labmake.core.hashing import derive_seed
 from labmake.sdg import Pipeline, check, load
-from labmake.sdg.blocks import Counts, same_option
+from labmake.sdg.blocks.base import Counts
+from labmake.sdg.blocks.options import same_option
 from labmake.sdg.generation import cached_teacher, estimate, record, run_with_teacher
-from labmake.taxonomy.schema import KNOWLEDGE, kind_for
-from labmake.teacher.base import Request, Teacher
+from labmake.taxonomy.schema import KNOWLEDGE
 from labmake.teacher.cache import RequestCache
+from labmake.teacher.protocol import Request, Teacher
 
 log = logging.getLogger(__name__)
 
@@ -79,22 +78,6 @@ def pipeline(cfg: MultipleChoiceConfig) -> Pipeline:
     return loaded
 
 
-def knowledge_leaves(root: Path, leaves: Sequence[str]) -> list[str]:
-    """The knowledge leaves among ``leaves`` (by folder, else by a ``document`` key).
-
-    A qna.yaml that does not parse counts as no knowledge leaf here: the seeds rule reports it.
-    """
-    out = []
-    for leaf in leaves:
-        try:
-            data = yaml.safe_load((Path(root) / leaf / "qna.yaml").read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
-            continue
-        if kind_for(Path(leaf).parts, data) == KNOWLEDGE:
-            out.append(leaf)
-    return out
-
-
 def fill_distractors(
     records: Sequence[dict[str, Any]], n_options: int, seed: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -103,7 +86,7 @@ def fill_distractors(
     ``records`` are one leaf's kept questions. Each takes up to ``n_options - 1`` of its
     teacher's wrong options, then, while short, other questions' right answers of the same
     leaf in a draw seeded by (seed, leaf, id), skipping any that says the same as an option it
-    already has (:func:`~labmake.sdg.blocks.same_option`). A question with no wrong option at
+    already has (:func:`~labmake.sdg.blocks.options.same_option`). A question with no wrong option at
     all is dropped (reason ``no_distractors``).
     """
     wanted = n_options - 1

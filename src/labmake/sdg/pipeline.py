@@ -20,7 +20,8 @@ from jinja2 import TemplateError
 
 from labmake.core.config import GenerateConfig
 from labmake.sdg import templates
-from labmake.sdg.blocks import Block, Context, Counts, PipelineError, Row, make, placeholder_row
+from labmake.sdg.blocks import make, placeholder_row
+from labmake.sdg.blocks.base import Block, Context, Counts, PipelineError, Row
 
 SHIPPED = ("knowledge", "freeform", "grounded", "simple")
 BY_KIND = {"knowledge": "knowledge", "freeform": "freeform", "grounded": "grounded"}

@@ -1,8 +1,9 @@
 """What a check reports: an :class:`Issue` about a place in the data, then a :class:`Finding`.
 
 Checks (schema, limits, documents) speak in data paths such as ``("seed_examples", 3,
-"answer")``; :mod:`labmake.taxonomy` turns each Issue into a Finding by adding the file and
-the line/column that the path has in the YAML text.
+"answer")``; :mod:`labmake.taxonomy.check` turns each Issue into a Finding by adding the file
+and the line/column that the path has in the YAML text. Errors that stop a build travel as a
+:class:`TaxonomyError` whose message lists them, one file position and fix each.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 ERROR = "error"
@@ -43,6 +45,31 @@ class Issue:
     source: str
     level: str = ERROR
     at_key: bool = False  # point at the key itself (unknown keys) rather than its value
+
+
+class TaxonomyError(ValueError):
+    """A taxonomy or leaf cannot be used; the message names the file and the fix."""
+
+
+def path_finding(path: Path, message: str, hint: str, source: str, level: str) -> Finding:
+    """A finding about a whole file or folder (no line, no data path)."""
+    return Finding(str(path), None, None, None, level, message, hint, source)
+
+
+def describe_findings(findings: Sequence[Finding]) -> str:
+    """The findings as the text of a :class:`TaxonomyError`: position, level, message, fix."""
+    return "\n".join(_one_line(f) for f in findings)
+
+
+def _one_line(f: Finding) -> str:
+    where = f.path + (f":{f.line}:{f.col}" if f.line else "")
+    at = f" [{f.yaml_path}]" if f.yaml_path and f.yaml_path != "." else ""
+    return f"{where}: {f.level}{at}: {f.message}\n    fix: {indent(f.hint, 9)}"
+
+
+def indent(text: str, n: int) -> str:
+    """``text`` with its continuation lines indented by ``n`` spaces, under a label."""
+    return text.replace("\n", "\n" + " " * n)
 
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")

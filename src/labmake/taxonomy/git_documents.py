@@ -7,8 +7,9 @@ and a commit already there is read from it without touching the network, so a re
 clones again. Files are read straight from git's object store (``git ls-tree``/``git cat-file``):
 nothing is checked out, no hook or filter runs, and symlinks in the repository are refused.
 
-Only this module runs git, and only with the transports in ``_ALLOWED_PROTOCOLS`` (git's
-``ext::`` transport would run a command named in the taxonomy).
+Only this module runs git for documents (through :func:`labmake.core.git.run_git`), and only
+with the transports in ``_ALLOWED_PROTOCOLS`` (git's ``ext::`` transport would run a command
+named in the taxonomy).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from labmake.core import artifacts
+from labmake.core.git import GitError, run_git
 from labmake.taxonomy.documents import DOCUMENT_SUFFIXES, MAX_DOCUMENT_BYTES, pattern_problem
 from labmake.taxonomy.findings import Issue
 
@@ -176,12 +178,10 @@ def _mirror(source: str) -> Path:
 
 def _resolve(mirror: Path, commit: str, where: str) -> str | None:
     """The full id of ``commit`` if the mirror has it; an ambiguous abbreviation is an error."""
-    result = subprocess.run(
-        ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{commit}^{{commit}}"],
-        cwd=mirror,
-        env=_env(),
-        capture_output=True,
-        text=True,
+    result = _run(
+        ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{commit}^{{commit}}"],
+        mirror,
+        "cannot look up the commit",
     )
     if result.returncode == 0:
         return result.stdout.strip()
@@ -198,25 +198,19 @@ def _fetch(mirror: Path, source: str, commit: str, where: str) -> None:
     # repositories); an abbreviation, or a server that refuses, needs every branch and tag.
     by_id_error = ""
     if len(commit) in _FULL_LENGTHS:
-        by_id = subprocess.run(
-            ["git", "fetch", "--quiet", "--no-tags", "--depth=1", "--", source, f"{commit}:{ref}"],
-            cwd=mirror,
-            env=_env(),
-            capture_output=True,
-            text=True,
-            timeout=_GIT_TIMEOUT_S,
+        by_id = _run(
+            ["fetch", "--quiet", "--no-tags", "--depth=1", "--", source, f"{commit}:{ref}"],
+            mirror,
+            "cannot fetch",
         )
         if by_id.returncode == 0:
             return
         by_id_error = by_id.stderr
-    everything = subprocess.run(
-        ["git", "fetch", "--quiet", "--", source, "+refs/heads/*:refs/heads/*"]
+    everything = _run(
+        ["fetch", "--quiet", "--", source, "+refs/heads/*:refs/heads/*"]
         + ["+refs/tags/*:refs/tags/*"],
-        cwd=mirror,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=_GIT_TIMEOUT_S,
+        mirror,
+        "cannot fetch",
     )
     if everything.returncode != 0:
         detail = (everything.stderr or by_id_error).strip().splitlines()
@@ -257,9 +251,7 @@ def _document(
             f"{where}: {path} is {size} bytes, over the {MAX_DOCUMENT_BYTES} byte limit; "
             "split it into smaller documents"
         )
-    data = subprocess.run(
-        ["git", "cat-file", "blob", object_id], cwd=mirror, env=_env(), capture_output=True
-    ).stdout
+    data = _run(["cat-file", "blob", object_id], mirror, "cannot read", text=False).stdout
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -273,10 +265,18 @@ def _document(
     return Document(name=path, commit=commit, text=text)
 
 
+def _run(
+    args: list[str], cwd: Path | None, what: str, *, text: bool = True
+) -> subprocess.CompletedProcess[Any]:
+    """git in ``cwd`` with the safe environment; git that cannot run is a :class:`DocumentError`."""
+    try:
+        return run_git(*args, cwd=cwd, env=_env(), timeout=_GIT_TIMEOUT_S, text=text)
+    except GitError as exc:
+        raise DocumentError(f"git: {what}: {exc}") from None
+
+
 def _git(args: list[str], cwd: Path | None, what: str) -> str:
-    result = subprocess.run(
-        ["git", *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=_GIT_TIMEOUT_S
-    )
+    result = _run(args, cwd, what)
     if result.returncode != 0:
         raise DocumentError(f"git: {what}: {result.stderr.strip()}")
     return result.stdout

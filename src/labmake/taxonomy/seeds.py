@@ -14,9 +14,9 @@ from typing import Any
 
 from labmake.core import artifacts
 from labmake.core.config import SeedsConfig, StudentConfig, TeacherConfig
-from labmake.taxonomy.check import Leaf, load_leaf
 from labmake.taxonomy.chunking import chunk_tokens, gguf_token_counter
 from labmake.taxonomy.git_documents import read_documents
+from labmake.taxonomy.leaf import Leaf, load_leaf
 
 
 def tokenizer_gguf(teacher: TeacherConfig, student: StudentConfig) -> Path:

@@ -8,7 +8,8 @@ dates); ``!!python/...`` and unknown tags are refused. Aliases are legal YAML, b
 aliases can stand for billions of nodes ("billion laughs"), so the composed node graph is
 measured, with aliases expanded, before anything walks the data.
 
-The node graph is kept beside the data so that a finding can point at a line and column.
+The node graph is kept beside the data so that a finding can point at a line and column
+(:mod:`labmake.taxonomy.yaml_nodes`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from __future__ import annotations
 import codecs
 import os
 import stat
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import Node, ScalarNode
+
+from labmake.taxonomy.yaml_nodes import children, iter_nodes, line_col
 
 # A real qna.yaml is a few kB; the largest of 1,891 files in the InstructLab taxonomy's history
 # is 0.6 MB (a knowledge file that pasted whole documents as contexts).
@@ -254,12 +256,12 @@ def _syntax_problem(exc: yaml.MarkedYAMLError) -> Problem:
         (h for key, h in _SYNTAX_HINTS if key in what),
         "fix the YAML at this position (see https://yaml.org for the syntax)",
     )
-    return Problem(f"YAML syntax error: {what}", hint, "yaml", *_line_col(mark))
+    return Problem(f"YAML syntax error: {what}", hint, "yaml", *line_col(mark))
 
 
 def _constructor_problem(exc: yaml.constructor.ConstructorError) -> Problem:
     problem = exc.problem or "cannot read a value"
-    where = _line_col(exc.problem_mark or exc.context_mark)
+    where = line_col(exc.problem_mark or exc.context_mark)
     if "could not determine a constructor for the tag" in problem:
         tag = problem.rsplit(" ", 1)[-1].strip("'")
         shown = tag.replace("tag:yaml.org,2002:", "!!")
@@ -303,39 +305,12 @@ def _value_problem(root: Node, exc: Exception) -> Problem:
                     f"one ({exc})",
                     "put the value in quotes to keep it as text",
                     "yaml",
-                    *_line_col(node.start_mark),
+                    *line_col(node.start_mark),
                 )
     return Problem(f"a value cannot be read: {exc}", "put odd values in quotes", "yaml")
 
 
-def _line_col(mark: Any) -> tuple[int | None, int | None]:
-    if mark is None:
-        return None, None
-    return mark.line + 1, mark.column + 1
-
-
-# ---------------------------------------------------------------------------- node helpers
-
-
-def _children(node: Node) -> Sequence[Node]:
-    if isinstance(node, SequenceNode):
-        return node.value
-    if isinstance(node, MappingNode):
-        return [n for pair in node.value for n in pair]
-    return ()
-
-
-def iter_nodes(root: Node) -> Iterator[Node]:
-    """Each distinct node once (aliases are not followed twice)."""
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        yield node
-        stack.extend(reversed(_children(node)))
+# ------------------------------------------------------------------------------ alias bombs
 
 
 def check_expansion(root: Node) -> None:
@@ -353,12 +328,12 @@ def check_expansion(root: Node) -> None:
         if done:
             active.discard(key)
             nodes, chars = 1, len(node.value) if isinstance(node, ScalarNode) else 0
-            for child in _children(node):
+            for child in children(node):
                 n, c = sizes[id(child)]
                 nodes, chars = nodes + n, chars + c
             sizes[key] = (nodes, chars)
             if nodes > MAX_EXPANDED_NODES or chars > MAX_EXPANDED_CHARS:
-                line, col = _line_col(node.start_mark)
+                line, col = line_col(node.start_mark)
                 what = (
                     f"{MAX_EXPANDED_NODES:,} values"
                     if nodes > MAX_EXPANDED_NODES
@@ -376,7 +351,7 @@ def check_expansion(root: Node) -> None:
         if key in sizes:
             continue
         if key in active:
-            line, col = _line_col(node.start_mark)
+            line, col = line_col(node.start_mark)
             raise _err(
                 "an alias refers to a node that contains it (an endless structure)",
                 "remove the `*alias` that points back into its own anchor",
@@ -386,88 +361,6 @@ def check_expansion(root: Node) -> None:
             )
         active.add(key)
         stack.append((node, True))
-        for child in _children(node):
+        for child in children(node):
             if id(child) not in sizes:
                 stack.append((child, False))
-
-
-def node_at(root: Node | None, path: Sequence[Any], *, key: bool = False) -> Node | None:
-    """The node at a data path (map keys / list indexes); the key's node when ``key``.
-
-    Returns the deepest node reached when the path leaves the document (a missing key points
-    at the mapping that should hold it).
-    """
-    node = root
-    if node is None:
-        return None
-    constructor = yaml.constructor.SafeConstructor()
-    for depth, part in enumerate(path):
-        last = depth == len(path) - 1
-        if isinstance(node, MappingNode):
-            found = None
-            for knode, vnode in node.value:  # the last duplicate wins, as in the loaded data
-                if _key_equals(constructor, knode, part):
-                    found = knode if (key and last) else vnode
-            if found is None:
-                return node
-            node = found
-        elif (
-            isinstance(node, SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value)
-        ):
-            node = node.value[part]
-        else:
-            return node
-    return node
-
-
-def _key_equals(constructor: yaml.constructor.SafeConstructor, knode: Node, part: Any) -> bool:
-    if not isinstance(knode, ScalarNode):
-        return False
-    try:
-        value = constructor.construct_object(knode)
-    except Exception:
-        return False
-    return type(value) is type(part) and value == part
-
-
-def path_at(root: Node | None, line: int, col: int) -> tuple[Any, ...] | None:
-    """The data path of the innermost value spanning 1-based ``line``/``col`` (for lint
-    problems, which yamllint reports by position only)."""
-    if root is None:
-        return None
-    where = (line - 1, col - 1)
-    constructor = yaml.constructor.SafeConstructor()
-    path: list[Any] = []
-    node = root
-    for _ in range(10_000):  # bounded: each step goes one level down a finite tree
-        child: tuple[Any, Node] | None = None
-        if isinstance(node, MappingNode):
-            for knode, vnode in node.value:
-                if _spans(knode, vnode, where) and isinstance(knode, ScalarNode):
-                    try:
-                        child = (constructor.construct_object(knode), vnode)
-                    except Exception:
-                        return tuple(path)
-        elif isinstance(node, SequenceNode):
-            for i, item in enumerate(node.value):
-                if _spans(item, item, where):
-                    child = (i, item)
-        if child is None:
-            return tuple(path)
-        path.append(child[0])
-        node = child[1]
-    return tuple(path)
-
-
-def _spans(first: Node, last: Node, where: tuple[int, int]) -> bool:
-    start = (first.start_mark.line, first.start_mark.column)
-    end = (last.end_mark.line, last.end_mark.column)
-    return start <= where <= end
-
-
-def position(root: Node | None, path: Sequence[Any], *, key: bool = False) -> tuple[int, int]:
-    node = node_at(root, path, key=key)
-    if node is None:
-        return 1, 1
-    line, col = _line_col(node.start_mark)
-    return line or 1, col or 1

@@ -1,15 +1,17 @@
-"""The ``llama-cpp`` teacher with multi-sequence batched decoding.
+"""The ``llama-cpp`` teacher: a GGUF run in-process by llama-cpp-python (the embedded default).
 
-One llama.cpp context holds ``n_parallel`` sequences, each with its own slice of the KV cache
-(``n_ctx`` tokens apiece) and its own sampler chain seeded from its request's seed. Every step
-decodes the next token of all live sequences in ONE batch, so the weights are read once per step
-for all of them: on 2 CPU cores this keeps both busy and gave about 1.5x the tokens/s of one
-sequence at a time (FIELD-NOTES; benchmarks/sdg_throughput.py measures it).
+With ``n_parallel > 1`` (:class:`BatchedLlamaCppTeacher`) one llama.cpp context holds
+``n_parallel`` sequences, each with its own slice of the KV cache (``n_ctx`` tokens apiece) and
+its own sampler chain seeded from its request's seed. Every step decodes the next token of all
+live sequences in ONE batch, so the weights are read once per step for all of them: on 2 CPU
+cores this keeps both busy and gave about 1.5x the tokens/s of one sequence at a time
+(FIELD-NOTES; benchmarks/sdg_throughput.py measures it). With ``n_parallel: 1``
+(:class:`LlamaCppTeacher`) llama-cpp-python decodes one sequence at a time.
 
 Determinism: the same group of requests gives the same bytes, run after run. Floating-point
 results may depend on the batch's shape, so an answer can differ from the one the single-sequence
 path (or another grouping) gives; that is why ``batch_invariant`` is False and
-:func:`labmake.teacher.complete_all` always sends the same fixed groups.
+:func:`labmake.teacher.complete.complete_all` always sends the same fixed groups.
 """
 
 from __future__ import annotations
@@ -19,8 +21,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labmake.core import artifacts
 from labmake.core.config import TeacherConfig
-from labmake.teacher.base import Completion, LlamaCppTeacher, OnDone, Request, TeacherError
+from labmake.teacher.protocol import (
+    Completion,
+    OnDone,
+    Request,
+    Teacher,
+    TeacherError,
+    complete_one_by_one,
+)
+from labmake.teacher.registry import register
 
 # The sampler chain llama-cpp-python's create_completion builds, with its defaults for the knobs
 # params.yaml does not expose, so the two paths sample alike.
@@ -29,6 +40,72 @@ MIN_P = 0.05
 TYPICAL_P = 1.0
 PENALTY_LAST_N = 64
 N_BATCH = 512
+
+
+def llama_runtime() -> str:
+    from importlib.metadata import version
+
+    return f"llama-cpp-python {version('llama-cpp-python')}"
+
+
+class LlamaCppTeacher:
+    """A GGUF model run in-process with llama-cpp-python, one sequence at a time.
+
+    The fallback for ``n_parallel: 1``; :class:`BatchedLlamaCppTeacher` is the default.
+    """
+
+    batch_size = 1
+    batch_invariant = True
+
+    def __init__(self, cfg: TeacherConfig, gguf_path: Path, *, n_ctx: int | None = None) -> None:
+        from labmake.core.llama import LlamaLoadError, open_llama
+
+        self.cfg = cfg
+        self.n_ctx = cfg.n_ctx
+        self.identity = f"llama-cpp:{gguf_path.name}@sha256:{artifacts.sha256_file(gguf_path)[:16]}"
+        self.sampling = {
+            "decoder": "single",
+            "temperature": cfg.temperature,
+            "top_p": cfg.top_p,
+            "repeat_penalty": cfg.repeat_penalty,
+            # Another llama.cpp may sample other text from the same request: part of cache keys.
+            "runtime": llama_runtime(),
+        }
+        try:
+            self._llm = open_llama(
+                gguf_path, n_ctx=n_ctx or cfg.n_ctx, n_threads=cfg.n_threads, n_batch=512, seed=0
+            )
+        except LlamaLoadError as exc:
+            raise TeacherError(f"{exc}; check teacher.gguf in params.yaml") from None
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+
+    def complete(self, request: Request) -> Completion:
+        # The prompt-prefix cache of the previous call changes sampling results: reset it so a
+        # request's output depends only on the request itself (FIELD-NOTES).
+        self._llm.reset()
+        out = self._llm.create_completion(
+            request.prompt,
+            max_tokens=request.max_tokens,
+            temperature=self.cfg.temperature,
+            top_p=self.cfg.top_p,
+            repeat_penalty=self.cfg.repeat_penalty,
+            seed=request.seed,
+            stop=list(request.stop) or None,
+        )
+        choice = out["choices"][0]
+        return Completion(
+            text=choice["text"],
+            finished=choice["finish_reason"] != "length",
+            completion_tokens=int(out.get("usage", {}).get("completion_tokens", 0)),
+        )
+
+    def complete_many(self, requests: Sequence[Request], on_done: OnDone) -> None:
+        complete_one_by_one(self, requests, on_done)
+
+    def close(self) -> None:
+        self._llm.close()
 
 
 @dataclass
@@ -244,3 +321,16 @@ class BatchedLlamaCppTeacher(LlamaCppTeacher):
             self._lib.llama_free(self._ctx)
             self._ctx = None
         super().close()
+
+
+def open_llama_cpp(cfg: TeacherConfig) -> Teacher:
+    """The ``llama-cpp`` backend: batched when ``teacher.n_parallel`` > 1."""
+    from labmake.core.models import resolve_gguf
+
+    gguf = resolve_gguf(cfg.gguf)
+    if cfg.n_parallel > 1:
+        return BatchedLlamaCppTeacher(cfg, gguf)
+    return LlamaCppTeacher(cfg, gguf)
+
+
+register("llama-cpp", open_llama_cpp)

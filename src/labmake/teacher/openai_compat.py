@@ -30,7 +30,8 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 from labmake.core.config import TeacherConfig
-from labmake.teacher.base import Completion, OnDone, Request, TeacherError
+from labmake.teacher.protocol import Completion, OnDone, Request, TeacherError
+from labmake.teacher.registry import register
 
 log = logging.getLogger(__name__)
 
@@ -256,3 +257,6 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None  # an HTTP date: fall back to our own backoff
+
+
+register("openai", OpenAITeacher)

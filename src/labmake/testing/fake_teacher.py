@@ -4,6 +4,10 @@ It answers labmake's few-shot prompts in their own format, building questions an
 from the words of the prompt, so that every stage downstream gets well-formed data without a
 language model. Each response also carries one malformed item and one exact repeat, so that
 the filters have real work to do. It is never a default: params.yaml must name it.
+
+Importing this module registers the backend. Production code never imports it: the tests name
+it in ``LABMAKE_TEACHER_PLUGINS`` (tests/conftest.py), which the teacher registry imports, in
+pytest and in the Snakemake processes a workflow test starts.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from labmake.core.config import TeacherConfig
-from labmake.teacher.base import Completion, Request
+from labmake.teacher.protocol import Completion, Request
+from labmake.teacher.registry import register
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]{3,}")
 # Test-only request counter: when this names a file, every request appends one JSON line to it,
@@ -61,7 +66,7 @@ def read_request_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line]
 
 
-# Test-only judge (labmake.evaluation.evaluate's judge_answer.j2 ends with "Score:"): grades by word
+# Test-only judge (labmake.evaluation.judge's judge_answer.j2 ends with "Score:"): grades by word
 # overlap of the last "Answer:" with the last "Reference:", 1-10; an answer with no words gets
 # a reply without a number, so that tests see the unparseable path too.
 JUDGE_MARKER = "Score:"
@@ -164,3 +169,6 @@ class FakeTeacher:
 
     def close(self) -> None:
         pass
+
+
+register("fake-for-tests", FakeTeacher)

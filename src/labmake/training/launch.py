@@ -4,8 +4,8 @@ The train rule runs in one Python process. When ``train.processes`` asks for mor
 (``auto``: one per CUDA GPU this job can see, such as the GPUs a SLURM job was given), that
 process starts N workers of this module on this node, with the environment a
 ``torchrun --standalone`` launch gives (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT); each
-worker runs :func:`labmake.train.run_phase`, which shares every optimizer step between them
-(DDP through accelerate: NCCL on GPUs, gloo on CPUs) and lets the first one write.
+worker runs :func:`labmake.training.phase.run_phase`, which shares every optimizer step between
+them (DDP through accelerate: NCCL on GPUs, gloo on CPUs) and lets the first one write.
 
 The workers are plain subprocesses rather than torchrun's or torch.multiprocessing's: torchrun
 answers a worker's clean error message with a wall of its own tracebacks, and the ``spawn``
@@ -91,8 +91,8 @@ def launch(
     log_file: str | None = None,
     threads: int = 1,
 ) -> None:
-    """Run :func:`labmake.train.run_phase` (``phase``, ``**kwargs``) in ``processes`` workers
-    on this node and wait for them; raise :class:`LaunchError` if any of them fails."""
+    """Run :func:`labmake.training.phase.run_phase` (``phase``, ``**kwargs``) in ``processes``
+    workers on this node and wait for them; raise :class:`LaunchError` if any of them fails."""
     per_worker = max(threads // processes, 1)
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="labmake-train-") as tmp:
@@ -162,7 +162,7 @@ def worker(spec_path: Path) -> None:
     """One worker: the phase from the launcher's spec, logging to the rule's log (first
     worker) or to stderr for warnings only (the others: the same steps, said once)."""
     from labmake.core import logs
-    from labmake.training import train
+    from labmake.training.phase import run_phase
 
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     first = int(os.environ.get("RANK", "0")) == 0
@@ -176,7 +176,7 @@ def worker(spec_path: Path) -> None:
                 kwargs[key] = Path(kwargs[key])
         for key in ("parent_dirs", "replay"):
             kwargs[key] = [Path(p) for p in kwargs.get(key) or []]
-        train.run_phase(phase, **kwargs)
+        run_phase(phase, **kwargs)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def merge(
     """
     import torch
 
-    from labmake.training.train import load_tuned, phase_weights
+    from labmake.training.weights import load_tuned, phase_weights
 
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     t0 = time.monotonic()

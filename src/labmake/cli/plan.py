@@ -1,0 +1,156 @@
+"""``labmake plan``: what a build would redo per leaf, and the teacher work it would cost.
+
+The leaves to redo are those new or changed since the last build (:mod:`labmake.cli.changes`);
+each is priced in teacher requests and tokens by a dry run of its pipeline, without loading
+any model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from labmake.cli.changes import (
+    ADDED,
+    CHANGED,
+    REMOVED,
+    UNCHANGED,
+    LeafChange,
+    change_line,
+    diff_against_build,
+    load_project,
+)
+from labmake.cli.exit_codes import EXIT_USAGE
+from labmake.core import paths
+from labmake.taxonomy.findings import TaxonomyError
+from labmake.taxonomy.leaf import load_leaf
+from labmake.taxonomy.limits import estimate_tokens
+
+# plan speaks of what a build does with a leaf, so a leaf it never built is "new".
+PLAN_WORDS = {ADDED: "new", CHANGED: "changed", REMOVED: "removed", UNCHANGED: "unchanged"}
+COST_KEYS = ("requests", "prompt_tokens", "completion_tokens", "tokens")
+
+if TYPE_CHECKING:  # the config module is imported when a command runs, not when it is listed
+    from labmake.core.config import BuildConfig
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "plan", help="what a build would redo per leaf, with teacher requests and tokens"
+    )
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--taxonomy", default=None, help="taxonomy root (default: params.yaml's)")
+    p.add_argument("--build-dir", default=paths.BUILD, help="the last build's folder")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    return run_plan(
+        Path(args.params),
+        taxonomy=Path(args.taxonomy) if args.taxonomy else None,
+        build_dir=Path(args.build_dir),
+        fmt=args.format,
+    )
+
+
+def estimate_leaf(root: Path, leaf: str, cfg: BuildConfig) -> dict[str, int]:
+    """Teacher requests and estimated tokens to generate this leaf's data from scratch.
+
+    A dry run of the leaf's pipeline (labmake.sdg) in which every sample passes every judge:
+    an upper bound, since judges only ever remove samples before the next teacher call. A
+    knowledge leaf's evaluation multiple choice (labmake.sdg.multiple_choice) is counted in.
+    """
+    from labmake.sdg.generation import estimate
+    from labmake.sdg.multiple_choice import estimate_requests
+    from labmake.taxonomy.seeds import leaf_record
+
+    # Chunk counts from the quick token estimate: planning must not load a tokenizer.
+    record = leaf_record(load_leaf(root, leaf), cfg.seeds, estimate_tokens)
+    requests = estimate(record, cfg.generate, cfg.teacher, cfg.seed)
+    requests += estimate_requests(record, cfg.evaluate.multiple_choice, cfg.teacher, cfg.seed)
+    prompt = sum(estimate_tokens(r.prompt) for r in requests)
+    completion = sum(r.max_tokens for r in requests)
+    return {
+        "requests": len(requests),
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "tokens": prompt + completion,
+    }
+
+
+def run_plan(
+    params_path: Path,
+    *,
+    taxonomy: Path | None = None,
+    build_dir: Path = Path(paths.BUILD),
+    fmt: str = "text",
+    out: TextIO | None = None,
+) -> int:
+    """Print what a build would redo per leaf, with the teacher work it costs; 0 or 2."""
+    out = out or sys.stdout
+    project = load_project(params_path, taxonomy, "plan")
+    if project is None:
+        return EXIT_USAGE
+    cfg, root = project
+    try:
+        changes = diff_against_build(root, build_dir)
+    except TaxonomyError as exc:
+        print(f"labmake plan: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    rows = [(change, _row(root, change, cfg)) for change in changes]
+    totals = _totals(rows)
+    if fmt == "json":
+        doc = {"base": f"last build ({build_dir})", "leaves": [r for _, r in rows]}
+        doc["totals"] = totals
+        out.write(json.dumps(doc, sort_keys=True, indent=2) + "\n")
+        return 0
+    _print_text(rows, totals, build_dir, out)
+    return 0
+
+
+def _row(root: Path, change: LeafChange, cfg: BuildConfig) -> dict[str, Any]:
+    """One leaf's entry: its status and, for a leaf to generate, its cost (or why none)."""
+    row: dict[str, Any] = {"leaf": change.leaf, "status": PLAN_WORDS[change.status]}
+    row["reasons"] = list(change.reasons)
+    if change.status in (ADDED, CHANGED):
+        try:
+            estimate = estimate_leaf(root, change.leaf, cfg)
+        except (TaxonomyError, ValueError, OSError) as exc:
+            row["error"] = str(exc).splitlines()[0]
+            estimate = dict.fromkeys(COST_KEYS, 0)
+        row.update(estimate)
+    return row
+
+
+def _totals(rows: list[tuple[LeafChange, dict[str, Any]]]) -> dict[str, int]:
+    totals = {key: sum(row.get(key, 0) for _, row in rows) for key in COST_KEYS}
+    totals["leaves_to_generate"] = sum(c.status in (ADDED, CHANGED) for c, _ in rows)
+    for status in (ADDED, CHANGED, UNCHANGED, REMOVED):
+        totals[PLAN_WORDS[status]] = sum(c.status == status for c, _ in rows)
+    return totals
+
+
+def _print_text(
+    rows: list[tuple[LeafChange, dict[str, Any]]],
+    totals: dict[str, int],
+    build_dir: Path,
+    out: TextIO,
+) -> None:
+    print(f"base: last build ({build_dir})", file=out)
+    for change, row in rows:
+        extra = ""
+        if "requests" in row:
+            extra = f": {row['requests']} requests, ~{row['tokens']} tokens"
+        if "error" in row:
+            extra += f" [cannot estimate: {row['error']}]"
+        print(change_line(change, row["status"], extra), file=out)
+    print(
+        f"total: {totals['leaves_to_generate']} leaves to generate, {totals['requests']} teacher "
+        f"requests, ~{totals['tokens']} tokens (~{totals['prompt_tokens']} prompt + "
+        f"{totals['completion_tokens']} completion)",
+        file=out,
+    )

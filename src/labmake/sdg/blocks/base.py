@@ -1,0 +1,129 @@
+"""What every block shares: rows, the run context, the Block base class, errors and counts.
+
+A block takes the rows that reach it and returns (kept, rejected) rows. Rows are dicts of
+columns; keys that start with ``_`` are bookkeeping (id, seeds, template hashes, scores, why a
+row was rejected). Every block declares the columns it needs and produces, so a pipeline is
+checked before any teacher call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from labmake.core.config import GenerateConfig
+from labmake.teacher.protocol import Completion, Request
+
+Row = dict[str, Any]
+# What a pipeline's count names resolve against: (the params.yaml section's name, its typed
+# config). The SDG pipelines count in ``generate``; the multiple-choice one in
+# ``evaluate`` (``multiple_choice.questions_per_chunk``).
+Counts = tuple[str, Any]
+
+
+class PipelineError(ValueError):
+    """A pipeline file is wrong; the message names the file, the block and the fix."""
+
+
+@dataclass
+class Context:
+    """What blocks need while running one leaf."""
+
+    seeds: dict[str, Any]  # the leaf's seeds record (build/seeds/{leaf}.json)
+    gen: GenerateConfig
+    seed: int  # the build's global seed
+    max_tokens: int  # the teacher's default cap per request
+    complete: Callable[[list[Request], str], list[Completion]]
+    fits: Callable[[str, int], bool]  # (prompt, max_tokens) -> leaves room in the context?
+    override_dir: str | None = None
+    dry: bool = False  # plan only: no teacher; every row survives with typical values
+    log: list[Request] = field(default_factory=list)  # dry runs: the requests it would send
+    counts: Counts | None = None  # None: count names are generate.* keys
+
+    def count_root(self) -> Counts:
+        return self.counts or ("generate", self.gen)
+
+    @property
+    def leaf(self) -> str:
+        return str(self.seeds["leaf"])
+
+    def globals(self) -> dict[str, Any]:
+        return {
+            "leaf": self.seeds["leaf"],
+            "kind": self.seeds["kind"],
+            "grounded": bool(self.seeds.get("grounded")),
+            "task_description": self.seeds.get("task_description") or "",
+        }
+
+    def typical(self, marker: str) -> str:
+        """A stand-in for a value the teacher would write (dry runs price prompts with it)."""
+        examples = self.seeds["seed_examples"]
+        first = examples[0] if examples else {"question": "", "answer": "", "context": ""}
+        if marker == "Q":
+            return str(first["question"])
+        if marker == "Context":
+            return str(first.get("context") or first["answer"])
+        return str(first["answer"])
+
+
+def reject(row: Row, block: str, reason: str) -> Row:
+    """``row``, marked as dropped by ``block`` for ``reason``."""
+    return {**row, "_rejected_by": block, "_reason": reason}
+
+
+def resolve_count(value: Any, counts: Counts | None, where: str) -> int:
+    """An int, or a dotted name into a params.yaml section (``freeform.questions``)."""
+    section, target = counts if counts is not None else ("generate", GenerateConfig())
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not isinstance(value, str):
+        raise PipelineError(f"{where}: a count must be an integer or a {section}.* name")
+    for part in value.split("."):
+        if not hasattr(target, part):
+            raise PipelineError(
+                f"{where}: {section}.{value} is not a key of params.yaml's {section} section"
+            )
+        target = getattr(target, part)
+    if not isinstance(target, int) or isinstance(target, bool):
+        raise PipelineError(f"{where}: {section}.{value} is not an integer")
+    return target
+
+
+class Block:
+    type: ClassVar[str]
+    allowed: ClassVar[frozenset[str]] = frozenset()
+    required: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, name: str, spec: dict[str, Any], where: str) -> None:
+        self.name = name
+        self.where = where
+        unknown = set(spec) - self.allowed - {"name", "type"}
+        if unknown:
+            raise PipelineError(
+                f"{where}: unknown key(s) {sorted(unknown)} for a {self.type!r} block; "
+                f"allowed: {sorted(self.allowed)}"
+            )
+        missing = self.required - set(spec)
+        if missing:
+            raise PipelineError(f"{where}: a {self.type!r} block needs {sorted(missing)}")
+        self.spec = spec
+
+    def needs(self, override_dir: str | None) -> set[str]:
+        return set()
+
+    def produces(self) -> set[str]:
+        return set()
+
+    def placeholders(self) -> dict[str, Any]:
+        """Stand-in values of the produced columns, for rendering templates in a check."""
+        return {c: f"<{c}>" for c in self.produces()}
+
+    def template_names(self) -> list[str]:
+        return []
+
+    def counts(self, counts: Counts | None) -> None:
+        """Resolve the block's counts against a params section (raises PipelineError)."""
+
+    def run(self, rows: list[Row], ctx: Context) -> tuple[list[Row], list[Row]]:
+        raise NotImplementedError

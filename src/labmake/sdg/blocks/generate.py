@@ -1,0 +1,111 @@
+"""Blocks that ask the teacher to write: ``generate`` (text into a column) and what it shares
+with ``judge`` (render a template per row, fit it to the context, send, keep the answers)."""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+from labmake.core.hashing import derive_seed
+from labmake.sdg import parse, templates
+from labmake.sdg.blocks.base import Block, Context, Counts, Row, reject, resolve_count
+from labmake.teacher.protocol import Completion, Request
+
+# The open marker a prompt may end with ("Q:", "Context:"), which its completion continues.
+_TAIL = re.compile("(" + "|".join(parse.MARKERS) + "):")
+
+
+class TeacherBlock(Block):
+    """Shared by generate and judge: render a template per row, ask the teacher, store text."""
+
+    default_stop: ClassVar[tuple[str, ...]] = ()
+
+    def template_names(self) -> list[str]:
+        return [self.spec["template"]]
+
+    def needs(self, override_dir: str | None) -> set[str]:
+        names = templates.variables(self.spec["template"], override_dir)
+        return names - set(templates.LEAF_GLOBALS)
+
+    def max_tokens(self, ctx: Context) -> int:
+        return int(self.spec.get("max_tokens", ctx.max_tokens))
+
+    def _fan_out(self, rows: list[Row], ctx: Context) -> list[Row]:
+        return rows
+
+    def _ask(self, rows: list[Row], ctx: Context) -> tuple[list[Row], list[Completion], list[Row]]:
+        """(rows asked, their completions, rows rejected because no prompt fit)."""
+        name = self.spec["template"]
+        sha = templates.sha256(name, ctx.override_dir)
+        stop = tuple(self.spec.get("stop", self.default_stop))
+        max_tokens = self.max_tokens(ctx)
+        asked, requests, rejected, tails = [], [], [], []
+        for row in self._fan_out(rows, ctx):
+            values = {**ctx.globals(), **{k: v for k, v in row.items() if not k.startswith("_")}}
+            prompt = templates.render(name, values, ctx.override_dir)
+            # Drop few-shot examples one at a time until the prompt leaves room for the answer.
+            while not ctx.fits(prompt, max_tokens) and len(values.get("examples") or []) > 1:
+                values["examples"] = values["examples"][:-1]
+                prompt = templates.render(name, values, ctx.override_dir)
+            if not ctx.fits(prompt, max_tokens):
+                rejected.append(reject(row, self.name, "prompt_too_long"))
+                continue
+            seed = derive_seed(ctx.seed, ctx.leaf, self.name, row["_id"])
+            requests.append(Request(prompt, seed, max_tokens, stop))
+            # The open marker the prompt ends with ("Q:", "Context:"): the completion continues
+            # it, so parsing puts it back in front.
+            last = prompt.rsplit("\n", 1)[-1].strip()
+            tails.append(last if _TAIL.fullmatch(last) else "")
+            asked.append(
+                {
+                    **row,
+                    "_seeds": {**row["_seeds"], self.name: seed},
+                    "_templates": {**row["_templates"], self.name: sha},
+                }
+            )
+        self._tails = tails
+        if ctx.dry:
+            ctx.log.extend(requests)
+            return asked, [Completion("", True) for _ in requests], rejected
+        completions = ctx.complete(requests, f"{ctx.leaf}: {self.name}")
+        # A request the teacher refused (or complete_all never sent) has no text to use.
+        failed = {i for i, c in enumerate(completions) if getattr(c, "error", None)}
+        rejected += [reject(asked[i], self.name, "teacher_error") for i in sorted(failed)]
+        self._tails = [t for i, t in enumerate(tails) if i not in failed]
+        keep = [i for i in range(len(asked)) if i not in failed]
+        return [asked[i] for i in keep], [completions[i] for i in keep], rejected
+
+
+class GenerateBlock(TeacherBlock):
+    """A teacher call that writes text into ``output``; ``n`` requests per row when given."""
+
+    type = "generate"
+    allowed = frozenset({"template", "output", "max_tokens", "stop", "n"})
+    required = frozenset({"template", "output"})
+
+    def produces(self) -> set[str]:
+        return {self.spec["output"]}
+
+    def counts(self, counts: Counts | None) -> None:
+        self.n = resolve_count(self.spec["n"], counts, self.where) if "n" in self.spec else None
+
+    def _fan_out(self, rows: list[Row], ctx: Context) -> list[Row]:
+        if self.n is None:
+            return rows
+        return [{**row, "_id": f"{row['_id']}.n{k}"} for row in rows for k in range(self.n)]
+
+    def run(self, rows: list[Row], ctx: Context) -> tuple[list[Row], list[Row]]:
+        self.counts(ctx.count_root())
+        asked, completions, rejected = self._ask(rows, ctx)
+        out = self.spec["output"]
+        # _finished False: the teacher hit max_tokens, so the last item written may be cut off.
+        kept = [
+            {
+                **row,
+                out: c.text,
+                "_finished": c.finished,
+                "_tails": {**row.get("_tails", {}), out: tail},
+            }
+            for row, c, tail in zip(asked, completions, self._tails, strict=True)
+        ]
+        return kept, rejected

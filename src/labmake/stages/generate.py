@@ -1,0 +1,23 @@
+"""rules/generate.smk: a leaf's seeds -> the teacher's samples, kept and rejected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from labmake.core import logs
+from labmake.core.config import GenerateConfig, TeacherConfig
+from labmake.stages import Job, typed
+
+
+def generate(job: Job) -> None:
+    """build/generated/{leaf}.jsonl: every sample the leaf's pipeline made, with provenance."""
+    from labmake.sdg import generation
+
+    with logs.stage(job.log[0], "generate", job.threads):
+        generation.run(
+            Path(job.input.seeds),
+            Path(job.output[0]),
+            typed(TeacherConfig, job, "teacher"),
+            typed(GenerateConfig, job, "generate"),
+            job.params.seed,
+        )

@@ -1,0 +1,48 @@
+"""rules/train.smk: the student in Hugging Face form, then one phase of tuning per job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from labmake.core import logs, paths
+from labmake.core.config import PhaseConfig, StudentConfig, TrainConfig
+from labmake.stages import Job, typed
+
+
+def base_model(job: Job) -> None:
+    """build/base/: the student GGUF converted once to Hugging Face form (cached by hash)."""
+    from labmake.core.models import resolve_gguf
+    from labmake.training import student
+
+    with logs.stage(job.log[0], "base_model", job.threads):
+        cfg = typed(StudentConfig, job, "student")
+        student.convert_gguf_to_hf(resolve_gguf(cfg.gguf), Path(job.output[0]))
+
+
+def train(job: Job) -> None:
+    """build/checkpoints/{phase}/: the phase's adapter (or full weights), from the earlier
+    phases, on its dataset with replay; in several processes when train.processes says so."""
+    from labmake.training import launch
+    from labmake.training.phase import run_phase
+
+    with logs.stage(job.log[0], "train", job.threads):
+        phase = typed(PhaseConfig, job, "phase", "train.phases")
+        cfg = typed(TrainConfig, job, "train")
+        kwargs = dict(
+            max_seq_len=cfg.max_seq_len,
+            seed=job.params.seed,
+            base_dir=Path(job.input.base),
+            parent_dirs=[Path(p) for p in job.input.parents],
+            dataset=Path(job.input.dataset),
+            replay=[Path(p) for p in job.input.replay],
+            out_dir=Path(job.output[0]),
+            packing=cfg.packing,
+            over_length=cfg.over_length,
+            resume_dir=Path(paths.RESUME_DIR.format(phase=job.wildcards.phase)),
+            evaluation_items=Path(job.input.evaluation) if job.input.evaluation else None,
+        )
+        processes = launch.resolve_processes(cfg.processes)
+        if processes > 1 and not launch.in_launch():
+            launch.launch(processes, phase, kwargs, log_file=job.log[0], threads=job.threads)
+        else:
+            run_phase(phase, **kwargs)

@@ -1,0 +1,72 @@
+"""Teacher backends by name: ``teacher.backend`` in params.yaml picks one.
+
+Each backend module registers itself when imported (``register("llama-cpp", factory)``). The
+shipped ones (``llama-cpp``, ``openai``) are imported by the ``labmake.teacher`` package, so
+they are registered before anything here can be used, and a rule that opens a teacher counts
+their files among its code inputs. Other backends are plugins: modules named, comma-separated,
+in the environment variable ``LABMAKE_TEACHER_PLUGINS``, imported on lookup. The test suite's
+fake teacher comes in that way, so production code never imports it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+
+from labmake.core.config import TeacherConfig
+from labmake.teacher.protocol import Teacher, TeacherError
+
+PLUGINS_ENV = "LABMAKE_TEACHER_PLUGINS"
+
+# Starts the backend a config names; raises TeacherError when it cannot.
+Factory = Callable[[TeacherConfig], Teacher]
+
+_FACTORIES: dict[str, Factory] = {}
+
+
+def register(name: str, factory: Factory) -> None:
+    """Make ``factory`` the backend called ``name``; a second, different one is a bug."""
+    known = _FACTORIES.get(name)
+    if known is not None and _origin(known) != _origin(factory):
+        raise TeacherError(
+            f"teacher backend {name!r} is registered twice ({_origin(known)} and "
+            f"{_origin(factory)}); give one of them another name"
+        )
+    _FACTORIES[name] = factory
+
+
+def _origin(factory: Factory) -> str:
+    # A module imported again (a reload) registers an equal factory: not a conflict.
+    return f"{factory.__module__}.{getattr(factory, '__qualname__', repr(factory))}"
+
+
+def _load_plugins() -> None:
+    """Import the modules ``LABMAKE_TEACHER_PLUGINS`` names (each once; later calls are free)."""
+    for module in os.environ.get(PLUGINS_ENV, "").split(","):
+        module = module.strip()
+        if not module:
+            continue
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            raise TeacherError(
+                f"{PLUGINS_ENV}: cannot import the teacher plugin module {module!r} "
+                f"({type(exc).__name__}: {exc}); fix the module or remove it from {PLUGINS_ENV}"
+            ) from exc
+
+
+def names() -> list[str]:
+    """The registered backends' names, sorted."""
+    _load_plugins()
+    return sorted(_FACTORIES)
+
+
+def open_teacher(cfg: TeacherConfig) -> Teacher:
+    """Start the teacher that params.yaml names."""
+    known = names()
+    factory = _FACTORIES.get(cfg.backend)
+    if factory is None:
+        choices = " or ".join([", ".join(known[:-1]), known[-1]] if len(known) > 1 else known)
+        raise TeacherError(f"params.yaml: unknown teacher.backend {cfg.backend!r}; use {choices}")
+    return factory(cfg)
