@@ -2,8 +2,8 @@
 
 import os
 
-# OpenMP threads that spin-wait slow llama.cpp and torch 10-100x on a shared 2-core machine
-# (FIELD-NOTES); this must be set before either library is imported, and labmake is imported first.
+# OpenMP threads that spin-wait slowed llama.cpp and torch 10-100x on a shared 2-core machine
+# (measured); this must be set before either library is imported, and labmake is imported first.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 

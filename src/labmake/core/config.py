@@ -18,8 +18,8 @@ import yaml
 
 from labmake.core.schema import (
     ConfigError,
-    build,
     explain,
+    from_mapping,
     param,
     schema_of,
     validator_class,
@@ -350,7 +350,7 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> BuildConfig:
             f"{source}: {problems}. Fix these keys (see the comments in params.yaml)."
         )
     try:
-        return build(BuildConfig, validator.document)
+        return from_mapping(BuildConfig, validator.document)
     except ConfigError as exc:
         raise ConfigError(str(exc).replace("params.yaml:", f"{source}:", 1)) from None
 
@@ -372,4 +372,4 @@ def load(path: str | Path = "params.yaml") -> BuildConfig:
 
 def section(cls: type[T], data: dict[str, Any], name: str) -> T:
     """The typed form of one section that a rule received through Snakemake's params."""
-    return build(cls, data, name)
+    return from_mapping(cls, data, name)

@@ -3,7 +3,7 @@
 Each key of params.yaml is declared once, as a dataclass field made by :func:`param`: its type
 (the annotation), its default, its range or allowed values, and a line of help. The cerberus
 schema that checks params.yaml is generated from those declarations (:func:`schema_of`), and a
-checked mapping becomes the dataclasses by :func:`build`; no second description of the config's
+checked mapping becomes the dataclasses by :func:`from_mapping`; no second description of the config's
 shape exists to drift from the first.
 """
 
@@ -183,7 +183,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         (item_tp, *_rest) = typing.get_args(tp)
         return tuple(_coerce(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value))
     if dataclasses.is_dataclass(tp):
-        return build(tp, value, where)
+        return from_mapping(tp, value, where)
     if tp is float:
         return float(value)
     if tp is int and isinstance(value, str):
@@ -191,7 +191,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
-def build(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
+def from_mapping(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     """Build dataclass ``cls`` from a mapping, recursively, with types from its annotations."""
     data = dict(data or {})
     hints = typing.get_type_hints(cls)

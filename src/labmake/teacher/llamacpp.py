@@ -5,7 +5,7 @@ With ``n_parallel > 1`` (:class:`BatchedLlamaCppTeacher`) one llama.cpp context 
 its own sampler chain seeded from its request's seed. Every step decodes the next token of all
 live sequences in ONE batch, so the weights are read once per step for all of them: on 2 CPU
 cores this keeps both busy and gave about 1.5x the tokens/s of one sequence at a time
-(FIELD-NOTES; benchmarks/sdg_throughput.py measures it). With ``n_parallel: 1``
+(benchmarks/sdg_throughput.py measures it). With ``n_parallel: 1``
 (:class:`LlamaCppTeacher`) llama-cpp-python decodes one sequence at a time.
 
 Determinism: the same group of requests gives the same bytes, run after run. Floating-point
@@ -82,8 +82,8 @@ class LlamaCppTeacher:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
 
     def complete(self, request: Request) -> Completion:
-        # The prompt-prefix cache of the previous call changes sampling results: reset it so a
-        # request's output depends only on the request itself (FIELD-NOTES).
+        # The prompt-prefix cache of the previous call changed a greedy output in a measurement:
+        # reset it so a request's output depends only on the request itself.
         self._llm.reset()
         out = self._llm.create_completion(
             request.prompt,
