@@ -9,13 +9,16 @@ configfile: "params.yaml"
 
 
 include: "rules/common.smk"
+include: "rules/code.smk"
 include: "rules/taxonomy.smk"
 include: "rules/generate.smk"
 include: "rules/filter.smk"
 include: "rules/mix.smk"
 include: "rules/train.smk"
 include: "rules/export.smk"
+include: "rules/retention.smk"
 include: "rules/evaluate.smk"
+include: "rules/card.smk"
 
 
 rule all:
@@ -24,3 +27,5 @@ rule all:
         report=paths.EVAL_REPORT,
         html=paths.REPORT_HTML,
         manifest=paths.MANIFEST,
+        card=paths.MODEL_CARD,
+        modelfile=paths.MODELFILE,

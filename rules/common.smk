@@ -26,15 +26,23 @@ SCRIPTS = Path(workflow.basedir) / "scripts"
 TOOLCHAIN = [name for name in ("requirements.lock", "requirements-torch.txt") if Path(name).is_file()]
 
 
+# No constraint on {leaf}: any taxonomy path (`labmake validate` refuses names Snakemake cannot
+# carry). An alternation of every leaf, as before, is matched against each file Snakemake looks
+# at, and grew with the square of the taxonomy's size.
 wildcard_constraints:
-    leaf="|".join(re.escape(leaf) for leaf in LEAVES),
     phase="|".join(re.escape(p) for p in PHASES),
     quant="|".join(re.escape(q) for q in QUANTS if q != "F16") or "NONE",
 
 
 def code(script):
-    """What the rule's script runs: labmake's modules and data files it can reach, the lock."""
-    return [*code_inputs.for_script(SCRIPTS / f"{script}.py"), *TOOLCHAIN]
+    """The code input of the rule whose script is `script`: one stamp (rules/code.smk) that
+    changes exactly when labmake's modules and data files the script reaches, or the lock, do."""
+    return paths.code_stamp(script)
+
+
+def code_files(wildcards):
+    """What the script `wildcards.script` runs: its import closure, those modules' data, the lock."""
+    return [*code_inputs.for_script(SCRIPTS / f"{wildcards.script}.py"), *TOOLCHAIN]
 
 
 def section(name, without=(), only=None):

@@ -6,7 +6,9 @@ EVAL_MODELS = _models.model_names(PHASES, QUANTS)
 KNOWLEDGE_LEAVES = knowledge_leaves(TAXONOMY, LEAVES)
 # The report's own knobs (intervals, failing on a regression) re-run the report only; the
 # multiple-choice knobs reach the scoring through its data file, not as params.
-EVAL_PARAMS = section("evaluate", without=(*_models.REPORT_KEYS, "multiple_choice"))
+EVAL_PARAMS = section(
+    "evaluate", without=(*_models.REPORT_KEYS, "multiple_choice", *_models.OWN_RULE_KEYS)
+)
 REPORT_PARAMS = section("evaluate", only=_models.REPORT_KEYS)
 
 
@@ -17,8 +19,6 @@ wildcard_constraints:
 rule generate_multiple_choice:
     # build/mc/{leaf}.jsonl: knowledge multiple choice the teacher writes from the leaf's
     # documents (every question asked, kept ones with their options). Evaluation data only.
-    wildcard_constraints:
-        leaf="|".join(re.escape(leaf) for leaf in KNOWLEDGE_LEAVES) or "NONE",
     input:
         seeds=paths.SEEDS,
         code=code("generate_multiple_choice"),
@@ -61,6 +61,7 @@ rule evaluate:
     input:
         unpack(lambda w: _models.model_inputs(w.model, PHASES, CONFIG.student.gguf)),
         eval=paths.dataset("eval"),
+        retention=paths.RETENTION_REFERENCE,
         judge=[CONFIG.evaluate.judge.gguf] if CONFIG.evaluate.judge and CONFIG.evaluate.judge.gguf else [],
         code=code("evaluate"),
     output:
@@ -93,6 +94,8 @@ rule report:
         filter_stats=all_leaves(paths.FILTER_STATS),
         checkpoints=[paths.CHECKPOINT_DIR.format(phase=p) for p in PHASES],
         mix_stats=paths.MIX_STATS,
+        retention=paths.RETENTION_REFERENCE,
+        lm_eval=[paths.LM_EVAL.format(model=m) for m in LM_EVAL_MODELS],
         code=code("report"),
     output:
         json=paths.EVAL_REPORT,
@@ -119,6 +122,7 @@ rule manifest:
         ggufs=[paths.gguf(q) for q in QUANTS],
         report=paths.EVAL_REPORT,
         data=[paths.dataset(d) for d in paths.DATASETS] + [paths.MULTIPLE_CHOICE],
+        card=[paths.MODEL_CARD, paths.MODELFILE],
         code=code("manifest"),
     output:
         paths.MANIFEST,

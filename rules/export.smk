@@ -27,8 +27,8 @@ rule gguf_f16:
     output:
         paths.gguf("F16"),
     params:
-        # Everything that shapes the model; evaluation settings do not.
-        config={k: v for k, v in config.items() if k != "evaluate"},
+        # Everything that shapes the model; evaluation settings and labmake try's budget do not.
+        config={k: v for k, v in config.items() if k not in ("evaluate", "try")},
         taxonomy=str(TAXONOMY),
     log:
         paths.log("gguf", "F16"),

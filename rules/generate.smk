@@ -8,11 +8,16 @@ rule generate:
             if CONFIG.generate.pipelines_dir
             else []
         ),
+        # generate.safety.policy: a policy file replacing or changing the shipped one.
+        policy=[CONFIG.generate.safety.policy] if CONFIG.generate.safety.policy else [],
     output:
         paths.GENERATED,
     params:
         teacher=section("teacher"),
         generate=section("generate"),
+        # Rounds go on until the filters accept min_kept samples: the filters' own knobs (not
+        # what the filter stage does with a flagged leaf) decide how many rounds run.
+        filter=section("filter", without=("flag_below", "on_empty")),
         seed=config["seed"],
     log:
         paths.log("generate", "{leaf}"),

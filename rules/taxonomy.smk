@@ -12,6 +12,8 @@ rule seeds:
             "student": section("student"),
         },
         root=str(TAXONOMY),
+        # Where a leaf's git documents may come from (the operator's allowlist).
+        sources=section("taxonomy", only=("document_sources",)),
     log:
         paths.log("seeds", "{leaf}"),
     benchmark:

@@ -25,6 +25,12 @@ rule train:
         dataset=lambda w: paths.dataset(PHASE_DATASET[w.phase]),
         replay=phase_replay,
         evaluation=phase_evaluation,
+        # retention_weight > 0: checkpoints are also scored on their drift from the base.
+        retention=lambda w: (
+            [paths.RETENTION_REFERENCE]
+            if next(p for p in CONFIG.train.phases if p.name == w.phase).retention_weight > 0
+            else []
+        ),
         code=code("train"),
     output:
         directory(paths.CHECKPOINT_DIR),

@@ -457,10 +457,10 @@ def test_best_checkpoint_is_kept_by_heldout_loss(
     phase = _phase(max_steps=6, checkpoint_every=2, heldout_fraction=0.25)
     metrics = _run(tiny_hf_student, data, tmp_path / "best", phase)
     assert seen == [2, 2, 2]  # 25% of 8 records, at steps 2, 4 and 6
-    assert metrics["heldout_loss"] == [
-        {"step": 2, "heldout_loss": 3.0},
-        {"step": 4, "heldout_loss": 1.5},
-        {"step": 6, "heldout_loss": 2.0},
+    assert metrics["heldout_loss"] == [  # score: what picks the checkpoint (here the loss)
+        {"step": 2, "heldout_loss": 3.0, "score": 3.0},
+        {"step": 4, "heldout_loss": 1.5, "score": 1.5},
+        {"step": 6, "heldout_loss": 2.0, "score": 2.0},
     ]
     assert metrics["chosen_step"] == 4 and metrics["steps"] == 6
     assert metrics["samples"]["heldout"] == 2 and metrics["samples"]["used"] == 6
@@ -471,6 +471,7 @@ def test_best_checkpoint_is_kept_by_heldout_loss(
         "by": "heldout_loss",
         "heldout_loss": 1.5,
         "heldout_samples": 2,
+        "score": 1.5,
     }
     # The kept adapter is the one a 4-step run writes (same plan prefix, same held-out split).
     monkeypatch.setattr(loop, "heldout_loss", real)

@@ -198,38 +198,44 @@ def test_plan_prices_new_and_changed_leaves(project, capsys):
         NEW: "new",
         SKILL: "removed",
     }
-    from labmake.sdg.generation import estimate
+    from labmake.sdg import pipeline_for
+    from labmake.sdg.generation import request_bound
     from labmake.sdg.multiple_choice import estimate_requests
 
     records = {
         leaf: leaf_record(load_leaf(project / "taxonomy", leaf), cfg.seeds, estimate_tokens)
         for leaf in (KNOWLEDGE, NEW)
     }
-    planned = {
-        leaf: estimate(r, cfg.generate, cfg.teacher, cfg.seed)
-        + estimate_requests(r, cfg.evaluate.multiple_choice, cfg.teacher, cfg.seed)
+    bounds = {
+        leaf: request_bound(r, cfg.generate, cfg.teacher, cfg.seed) for leaf, r in records.items()
+    }
+    mcs = {
+        leaf: estimate_requests(r, cfg.evaluate.multiple_choice, cfg.teacher, cfg.seed)
         for leaf, r in records.items()
     }
+    planned = {leaf: bounds[leaf][0] + mcs[leaf] for leaf in records}
     # A knowledge leaf's evaluation multiple choice is priced too: per (chunk, question), a
     # question, a judge verdict and the wrong options.
-    mc = [r for r in planned[KNOWLEDGE] if r.prompt.endswith("Wrong:")]
+    mc = [r for r in planned[KNOWLEDGE] if r.prompt.endswith("<wrong>")]
     assert (
         len(mc)
         == len(records[KNOWLEDGE]["chunks"]) * cfg.evaluate.multiple_choice.questions_per_chunk
     )
     # The knowledge pipeline asks one Q/A per (chunk, sample), then judges each.
-    first = [r for r in planned[KNOWLEDGE] if r.prompt.endswith("Q:")]
+    first = [r for r in planned[KNOWLEDGE] if r.prompt.endswith("<question>")]
     assert len(first) == len(records[KNOWLEDGE]["chunks"]) * (
         cfg.generate.knowledge.samples_per_chunk + cfg.evaluate.multiple_choice.questions_per_chunk
     )
-    assert doc["totals"]["requests"] == sum(len(p) for p in planned.values())
-    assert doc["totals"]["completion_tokens"] == sum(
-        r.max_tokens for p in planned.values() for r in p
-    )
+    # The yield floor: a leaf may run more rounds, up to max_requests (or its first round).
     for leaf in (KNOWLEDGE, NEW):
-        assert rows[leaf]["requests"] == len(planned[leaf]) > 0
+        most = bounds[leaf][1]
+        floor = getattr(cfg.generate, pipeline_for(records[leaf], cfg.generate))
+        assert most == max(len(bounds[leaf][0]), floor.max_requests)
+        assert rows[leaf]["requests"] == most + len(mcs[leaf]) > 0
+        assert rows[leaf]["first_round_requests"] == len(planned[leaf])
         assert rows[leaf]["prompt_tokens"] > 0
         assert rows[leaf]["tokens"] == rows[leaf]["prompt_tokens"] + rows[leaf]["completion_tokens"]
+    assert doc["totals"]["requests"] == sum(r["requests"] for r in rows.values() if "requests" in r)
     assert "requests" not in rows[SKILL]
     assert doc["totals"]["tokens"] == sum(rows[leaf]["tokens"] for leaf in (KNOWLEDGE, NEW))
 

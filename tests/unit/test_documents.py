@@ -11,6 +11,7 @@ from test_taxonomy import knowledge, write
 from labmake.core import artifacts
 from labmake.core.config import SeedsConfig, StudentConfig, TeacherConfig
 from labmake.taxonomy.chunking import chunk_tokens, gguf_token_counter
+from labmake.taxonomy.document_sources import DocumentSources
 from labmake.taxonomy.git_documents import DocumentError, glob_match, read_documents
 from labmake.taxonomy.seeds import run as seeds_run
 
@@ -110,10 +111,16 @@ def git_leaf(root: Path, repo: str, commit: str, patterns: str = "'docs/*.md'") 
     return write(root, LEAF, knowledge(document))
 
 
+def trusting(folder: Path) -> DocumentSources:
+    """The allowlist of an operator who trusts the repositories in ``folder`` (the fixtures'
+    bare repositories live on local disk, which the default allowlist refuses)."""
+    return DocumentSources((str(folder),))
+
+
 def build_seeds(root: Path, gguf: Path, out: Path) -> dict:
     seeds_run(
         root, LEAF, SeedsConfig(chunk_tokens=64, chunk_overlap_tokens=8),
-        TeacherConfig(gguf=str(gguf)), StudentConfig(), out,
+        TeacherConfig(gguf=str(gguf)), StudentConfig(), out, trusting(root.parent),
     )  # fmt: skip
     return artifacts.read_json(out)
 
@@ -144,7 +151,9 @@ def test_abbreviated_commit_ids_resolve_to_the_full_id(
     tmp_path: Path, docs_repo: tuple[Path, str, str]
 ) -> None:
     bare, first, _ = docs_repo
-    (doc,) = read_documents(tmp_path / "qna.yaml", str(bare), first[:7].upper(), ["docs/*.md"])
+    (doc,) = read_documents(
+        tmp_path / "qna.yaml", str(bare), first[:7].upper(), ["docs/*.md"], trusting(tmp_path)
+    )
     assert doc.commit == first and doc.text == DOC
 
 
@@ -153,11 +162,11 @@ def test_git_documents_from_a_file_url_and_relative_path(
 ) -> None:
     bare, first, second = docs_repo
     qna = git_leaf(tmp_path / "taxonomy", f"file://{bare}", second)
-    (doc,) = read_documents(qna, f"file://{bare}", second, ["docs/*.md"])
+    (doc,) = read_documents(qna, f"file://{bare}", second, ["docs/*.md"], trusting(tmp_path))
     assert doc.text.startswith("Rewritten")
     relative = Path("../../../../docs.git")
     assert (qna.parent / relative).resolve() == bare
-    docs = read_documents(qna, str(relative), first, ["docs/*.txt", "**/*.md"])
+    docs = read_documents(qna, str(relative), first, ["docs/*.txt", "**/*.md"], trusting(tmp_path))
     assert [d.name for d in docs] == ["README.md", "docs/notes.txt", "docs/planets.md"]
     assert docs[2].text == DOC
 
@@ -181,7 +190,7 @@ def test_git_document_errors_name_the_file_and_fix(
     commit = commit.replace("FIRST", first)
     qna = tmp_path / "qna.yaml"
     with pytest.raises(DocumentError, match=message) as caught:
-        read_documents(qna, str(bare), commit, patterns)
+        read_documents(qna, str(bare), commit, patterns, trusting(tmp_path))
     assert str(caught.value).startswith(str(qna))
 
 
@@ -206,7 +215,7 @@ def test_symlink_in_the_repository_is_refused(
     git(work, "commit", "-q", "-m", "link")
     commit = git(work, "rev-parse", "HEAD")
     with pytest.raises(DocumentError, match="symlink"):
-        read_documents(tmp_path / "qna.yaml", str(work), commit, ["*.md"])
+        read_documents(tmp_path / "qna.yaml", str(work), commit, ["*.md"], trusting(tmp_path))
 
 
 def test_glob_match() -> None:

@@ -90,9 +90,10 @@ def _mix(accepted, cfg=None, order=(KNOWLEDGE, SKILL)):
 def test_mix_covers_every_leaf_holds_out_eval_and_is_order_independent(accepted, tmp_path):
     datasets, stats = _mix(accepted)
     per_leaf = stats["leaves"]
-    for leaf in (KNOWLEDGE["leaf"], SKILL["leaf"]):
+    # The knowledge leaf's 15 seeds: a third of them (eval_seeds_share) is more than 2.
+    for leaf, seeds_held in ((KNOWLEDGE["leaf"], 5), (SKILL["leaf"], 2)):
         s = per_leaf[leaf]
-        assert s["eval_seed"] == 2 and s["eval_generated"] >= 1
+        assert s["eval_seed"] == seeds_held and s["eval_generated"] >= 1
         assert s["eval"] == s["eval_seed"] + s["eval_generated"]
         assert s["generated_drawn"] == (
             s["generated_available"] - s["eval_generated"] - s["generated_dropped_near_eval"]
@@ -104,8 +105,8 @@ def test_mix_covers_every_leaf_holds_out_eval_and_is_order_independent(accepted,
     assert {r["leaf"] for r in datasets["knowledge"]} == {KNOWLEDGE["leaf"]}
     assert {r["leaf"] for r in datasets["skills"]} == {SKILL["leaf"]}
     n_knowledge = per_leaf[KNOWLEDGE["leaf"]]["generated_drawn"]
-    # 13 closed-book seeds, and each generated training sample in both default forms.
-    assert len(datasets["knowledge"]) == 13 + 2 * n_knowledge
+    # 10 closed-book seeds (15, 5 held out), and each generated training sample in both forms.
+    assert len(datasets["knowledge"]) == 10 + 2 * n_knowledge
     for records in datasets.values():
         for r in records:
             assert [m["role"] for m in r["messages"]] == ["user", "assistant"]
@@ -412,3 +413,14 @@ def test_evaluation_reads_generated_items(accepted, tmp_path):
     assert {x["question"] for x in report["samples"]} >= {
         r["question"] for r in items if r["source"] == "generated"
     }
+
+
+def test_seeds_held_out_are_the_larger_of_the_count_and_the_share():
+    cases = ((15, 2, 0.34, 5), (5, 2, 0.34, 2), (9, 2, 0.34, 3), (15, 2, 0.0, 2))
+    for n, count, share, held in cases:
+        seeds = {**KNOWLEDGE, "seed_examples": KNOWLEDGE["seed_examples"][:n]}
+        cfg = MixConfig(eval_seeds_per_leaf=count, eval_seeds_share=share)
+        out, kept = mix.split_seeds(seeds, cfg, 5)
+        assert (len(out), len(kept)) == (held, n - held)
+        again, _ = mix.split_seeds(seeds, cfg, 5)
+        assert again == out  # a stable, seeded choice

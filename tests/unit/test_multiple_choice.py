@@ -41,9 +41,10 @@ def _record(i: int, answer: str, distractors: list[str], leaf: str = "knowledge/
 
 
 def test_wrong_options_parse_as_one_field_over_lines():
-    items, stray = split_items("Q: Where?\nA: Here.\nWrong:\n- There.\n- Nowhere.\n---\n")
+    text = "<question>Where?</question>\n<answer>Here.</answer>\n<wrong>\n- There.\n- Nowhere.\n"
+    items, stray = split_items(text + "</wrong>\n\n")
     assert stray == 0
-    assert items == [{"Q": "Where?", "A": "Here.", "Wrong": "- There.\n- Nowhere."}]
+    assert items == [{"question": "Where?", "answer": "Here.", "wrong": "- There.\n- Nowhere."}]
 
 
 def _options(answer: str, wrong: str) -> list[str]:
@@ -224,8 +225,18 @@ def test_knowledge_leaves_by_folder_and_document(tmp_path: Path):
         "other/c": "version: 3\ndocument: {}\n",
         "other/d": "version: 3\n",
         "knowledge/broken": "a: [\n",
+        "other/e": "a: [\n",
     }.items():
         (tmp_path / leaf).mkdir(parents=True)
         (tmp_path / leaf / "qna.yaml").write_text(text)
-    leaves = ["compositional_skills/b", "knowledge/a", "knowledge/broken", "other/c", "other/d"]
-    assert scan.knowledge_leaves(tmp_path, leaves) == ["knowledge/a", "other/c"]
+    leaves = [
+        "compositional_skills/b",
+        "knowledge/a",
+        "knowledge/broken",
+        "other/c",
+        "other/d",
+        "other/e",
+    ]
+    # The folder decides without reading the file (a broken one fails its seeds rule); outside
+    # the kind folders a `document` key does, and a file that does not parse is no knowledge.
+    assert scan.knowledge_leaves(tmp_path, leaves) == ["knowledge/a", "knowledge/broken", "other/c"]

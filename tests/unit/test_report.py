@@ -158,6 +158,7 @@ def build(tmp_path: Path) -> dict:
                 "candidates": 9,
                 "kept": 5,
                 "removed": {"malformed": 4, "near_duplicate": 3, "a_new_filter": 1},
+                "safety": SAFETY_STATS,
             },
         )
     checkpoints = []
@@ -235,6 +236,16 @@ class Page(HTMLParser):
         self.text.append(data)
 
 
+# What the safety layers removed (labmake.sdg.safety_stats), as a leaf's stats file holds it.
+SAFETY_STATS = {
+    "policy": {"name": "labmake", "version": 1, "sha256": "5c20f7c9706f" + "0" * 52},
+    "checked": {"detectors": 9, "judge": 7},
+    "removed": {"detectors": {"personal_data": 2}, "judge": {"violence": 1}},
+    "no_verdict": 1,
+    "judge": "on",
+}
+
+
 def test_report_html_is_self_contained_with_every_section(build):
     rep, html, out_json = run(build, EvaluateConfig(bootstrap_resamples=200))
     assert artifacts.read_json(out_json) == rep
@@ -267,6 +278,9 @@ def test_report_html_is_self_contained_with_every_section(build):
     assert "written by the teacher from the knowledge leaves' documents" in " ".join(text.split())
     assert rep["overall"]["n_multiple_choice"] == 2
     assert rep["leaves"][K1]["multiple_choice"]["models"]["tuned"]["mean"] == 0.5
+    # The safety layers' removals per leaf and category, and the policy they applied.
+    assert "personal_data −2" in text and "violence −1" in text
+    assert "labmake v1 (5c20f7c9706f)" in text
     # the funnel adds up: kept + every removal = items
     assert "17" in text or "13" in text
 
@@ -322,3 +336,17 @@ def test_regression_fails_only_when_asked(build):
         run(build, EvaluateConfig(bootstrap_resamples=200, fail_on_regression=True), "strict")
     # the outputs were written before failing (Snakemake then decides what to keep)
     assert (build["dir"] / "strict.html").is_file()
+
+
+def test_a_flagged_leaf_is_in_report_json_and_on_top_of_the_page(build):
+    stats_path = Path(build["inputs"]["filter_stats"][1])
+    stats = artifacts.read_json(stats_path)
+    hint = f"{S}: the filters kept 0 of 9 samples ... Hints: the teacher may be too weak"
+    artifacts.write_json(stats_path, {**stats, "kept": 0, "flagged": True, "hint": hint})
+    rep, html, _ = run(build, EvaluateConfig(bootstrap_resamples=200))
+    assert rep["flagged_leaves"] == [{"leaf": S, "kept": 0, "hint": hint}]
+    banner = html.index("Leaves with little or no synthetic data")
+    assert banner < html.index('id="inputs"') and hint in html[banner:]
+    artifacts.write_json(stats_path, stats)  # a leaf without the flag: no banner
+    rep, html, _ = run(build, EvaluateConfig(bootstrap_resamples=200), "again")
+    assert rep["flagged_leaves"] == [] and "little or no synthetic data" not in html

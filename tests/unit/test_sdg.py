@@ -17,7 +17,14 @@ from labmake.core.config import (
 )
 from labmake.core.hashing import derive_seed
 from labmake.sdg import SHIPPED, PipelineError, check, generation, load, pipeline_for, templates
-from labmake.sdg.parse import first_item, first_sentences, parse_score, split_items, trim_cut_off
+from labmake.sdg.parse import (
+    first_item,
+    first_sentences,
+    parse_score,
+    split,
+    split_items,
+    trim_cut_off,
+)
 from labmake.teacher.protocol import Completion, Request
 from labmake.testing.fake_teacher import FakeTeacher
 
@@ -70,10 +77,11 @@ GROUNDED = {
         for i, n in enumerate(("Ana", "Bo", "Cy", "Di", "Ed"))
     ],
 }
+# One round each (min_kept 0): the counts are the requests. Rounds have their own tests.
 SMALL = GenerateConfig(
-    knowledge=KnowledgeCounts(samples_per_chunk=2),
-    freeform=FreeformCounts(questions=5),
-    grounded=GroundedCounts(contexts=3, questions_per_context=2),
+    knowledge=KnowledgeCounts(samples_per_chunk=2, min_kept=0),
+    freeform=FreeformCounts(questions=5, min_kept=0),
+    grounded=GroundedCounts(contexts=3, questions_per_context=2, min_kept=0),
 )
 
 
@@ -94,13 +102,14 @@ class PassingTeacher:
         tail = request.prompt.rsplit("\n", 1)[-1]
         n = len(self.sent)
         # Knowledge answers repeat their document, as a grounded answer does.
-        document = request.prompt.rsplit("Document:\n", 1)[-1].split("\n\nQ:")[0]
+        document = request.prompt.rsplit("<document>\n", 1)[-1].split("\n</document>")[0]
         text = {
             "Verdict:": " yes",
             "Score:": " 5",
-            "Q:": f" Is fact {n} about the tower of Pharos true?\nA: {document} ({n})",
-            "A:": f" Sailors saw the fire of Pharos, answer {n}.",
-            "Context:": f"\nA new text number {n} about the team.",
+            "<question>": f"Is fact {n} about the tower of Pharos true?</question>\n"
+            f"<answer>{document} ({n})",
+            "<answer>": f"Sailors saw the fire of Pharos, answer {n}.",
+            "<context>": f"\nA new text number {n} about the team.\n",
         }[tail.strip()]
         return Completion(text, True)
 
@@ -177,8 +186,8 @@ def test_check_rejects_unknown_blocks_missing_columns_and_bad_templates(tmp_path
 def test_pipelines_dir_shadows_a_shipped_pipeline_and_template(tmp_path):
     assert load("simple").source == "labmake/sdg/pipelines/simple.yaml"
     original = files("labmake.sdg").joinpath("pipelines", "simple.yaml").read_text()
-    _write(tmp_path, "simple.yaml", original.replace("version: 1", "version: 9"))
-    _write(tmp_path / "prompts", "simple.j2", "Task: {{ task_description }}\nQ:")
+    _write(tmp_path, "simple.yaml", original.replace("version: 3", "version: 9"))
+    _write(tmp_path / "prompts", "simple.j2", "Task: {{ task_description }}\n<question>")
     gen = replace(SMALL, pipeline="simple", pipelines_dir=str(tmp_path), requests_per_leaf=2)
     records, teacher = run(FREEFORM, gen)
     assert {r["pipeline_version"] for r in records} == {9}
@@ -199,37 +208,45 @@ def test_parse_score_reads_the_first_verdict_on_the_scale():
     assert parse_score("", (1, 5), labels) is None
 
 
-def test_items_split_on_delimiters_and_repeated_markers():
-    items, stray = split_items("Q: one?\nA: line 1\nline 2\n---\nQ: two?\nQ: three?\nA: yes")
+def test_items_split_on_tags_and_repeated_fields():
+    text = (
+        "<question>one?</question>\n<answer>line 1\nline 2</answer>\n\n"
+        "<question>two?</question>\n<question>three?</question><answer>yes</answer>"
+    )
+    items, stray = split_items(text)
     assert items == [
-        {"Q": "one?", "A": "line 1\nline 2"},
-        {"Q": "two?"},
-        {"Q": "three?", "A": "yes"},
+        {"question": "one?", "answer": "line 1\nline 2"},
+        {"question": "two?"},
+        {"question": "three?", "answer": "yes"},
     ]
     assert stray == 0
-    assert first_item("Context:\nNotes.\nQ: What?\nA: This.", ("Context", "Q")) == {
-        "Context": "Notes.",
-        "Q": "What?",
-        "A": "This.",
-    }
-    assert first_item("Q: only a question", ("Q", "A")) is None
-    # A delimiter cut short by max_tokens still ends the item; bullets are content.
-    assert split_items("Q: a?\nA: - one\n- two\n--")[0] == [{"Q": "a?", "A": "- one\n- two"}]
+    assert first_item(
+        "<context>\nNotes.\n</context>\n<question>What?</question>\n<answer>This.</answer>",
+        ("context", "question"),
+    ) == {"context": "Notes.", "question": "What?", "answer": "This."}
+    assert first_item("<question>only a question</question>", ("question", "answer")) is None
+    # A value left open (its closing tag was the stop string) ends with the text; one that is
+    # never closed ends where the next field opens.
+    parsed = split("<question>a?</question>\n<answer>- one\n- two")
+    assert parsed.items == [{"question": "a?", "answer": "- one\n- two"}]
+    assert parsed.open_field == "answer"
+    assert split_items("<question>a?\n<answer>b</answer>")[0] == [{"question": "a?", "answer": "b"}]
+    assert split_items("chatter <question>a?</question> more")[1] == 2
 
 
 def test_a_cut_off_answer_keeps_its_whole_sentences():
-    assert trim_cut_off({"Q": "a?", "A": "One. Two three! And th"}) == {
-        "Q": "a?",
-        "A": "One. Two three!",
+    assert trim_cut_off({"question": "a?", "answer": "One. Two three! And th"}) == {
+        "question": "a?",
+        "answer": "One. Two three!",
     }
-    assert trim_cut_off({"Q": "a?", "A": "no sentence end"}) is None
+    assert trim_cut_off({"question": "a?", "answer": "no sentence end"}) is None
     assert first_sentences("One. Two! Three? Four", 2) == "One. Two!"
     assert first_sentences("Only one, no end", 1) == "Only one, no end"
 
     class CutOff(PassingTeacher):
         def complete(self, request: Request) -> Completion:
             done = super().complete(request)
-            if request.prompt.endswith("A:"):
+            if request.prompt.endswith("<answer>"):
                 return Completion(done.text + " Then the lamp went", False)
             return done
 
@@ -294,7 +311,7 @@ def test_prompts_that_do_not_fit_lose_examples_then_are_rejected():
     records, teacher = run(FREEFORM, teacher=Tight())
     assert teacher.sent == []
     assert {(r["rejected_by"], r["reason"]) for r in records} == {
-        ("generate_question", "prompt_too_long")
+        ("generate_qa", "prompt_too_long")
     }
 
 
@@ -313,7 +330,7 @@ def test_a_refused_request_rejects_its_row_and_the_rest_go_on():
 
     records, _ = run(FREEFORM, teacher=Refuses())
     refused = [r for r in records if r["reason"] == "teacher_error"]
-    assert [r["rejected_by"] for r in refused] == ["generate_question"]
+    assert [r["rejected_by"] for r in refused] == ["generate_qa"]
     assert sum(r["status"] == "kept" for r in records) == 4
 
 
@@ -321,8 +338,8 @@ def test_overlap_rule_drops_ungrounded_answers_before_the_judges():
     class Ungrounded(PassingTeacher):
         def complete(self, request: Request) -> Completion:
             done = super().complete(request)
-            if request.prompt.endswith("Q:"):  # the Q/A request: answer off the chunk
-                return Completion(" What is it?\nA: Purple elephants dance quietly.", True)
+            if request.prompt.endswith("<question>"):  # the Q/A request: answer off the chunk
+                return Completion("What is it?</question>\n<answer>Purple elephants dance.", True)
             return done
 
     records, teacher = run(KNOWLEDGE, teacher=Ungrounded())

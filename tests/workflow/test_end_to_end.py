@@ -1,9 +1,12 @@
-"""ONE real snakemake run through every rule, on the 2-leaf test taxonomy, with the tiny random
-student and the deterministic fake teacher; then the incremental-rebuild plans."""
+"""ONE real snakemake run through every rule, on the 2-leaf test taxonomy plus a leaf the teacher
+cannot serve, with the tiny random student and the deterministic fake teacher; then the
+incremental-rebuild plans."""
 
 from __future__ import annotations
 
+import difflib
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,16 +14,55 @@ import yaml
 from helpers import KNOWLEDGE, SKILL, make_tiny_workdir, planned_jobs, snakemake
 
 from labmake.core import artifacts
+from labmake.testing.fake_teacher import SILENT
 
 pytestmark = [pytest.mark.workflow, pytest.mark.model]
+
+
+# A third leaf the fake teacher answers with nothing (its task names SILENT): the build must
+# flag it and go on, training on the other leaves.
+SILENT_LEAF = "compositional_skills/test/silent"
+SILENT_QNA = f"""version: 2
+created_by: labmake
+task_description: A leaf no teacher can serve ({SILENT}).
+seed_examples:
+""" + "".join(
+    f"  - question: What is the silent word number {i}?\n    answer: It is word {i}.\n"
+    for i in range(5)
+)
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, tiny_student_gguf: Path) -> Path:
     workdir = make_tiny_workdir(tmp_path_factory.mktemp("build"), tiny_student_gguf)
+    silent = workdir / "taxonomy" / SILENT_LEAF
+    silent.mkdir(parents=True)
+    (silent / "qna.yaml").write_text(SILENT_QNA)
+    attribution = workdir / "taxonomy" / SKILL / "attribution.txt"
+    (silent / "attribution.txt").write_text(attribution.read_text())
     result = snakemake(workdir)
     assert result.returncode == 0, (result.stdout[-4000:], result.stderr[-6000:])
     return workdir
+
+
+def test_a_leaf_that_yields_nothing_is_flagged_and_the_rest_trains(built: Path):
+    stats = artifacts.read_json(built / f"build/filtered/{SILENT_LEAF}.stats.json")
+    assert stats["kept"] == 0 and stats["flagged"] and "min_kept" in stats["hint"]
+    assert artifacts.read_jsonl(built / f"build/filtered/{SILENT_LEAF}.jsonl") == []
+    rejected = artifacts.read_jsonl(built / f"build/generated/{SILENT_LEAF}.jsonl")
+    assert rejected and all(r["raw"] and r["reason"] for r in rejected)
+    assert len({r["round"] for r in rejected}) > 1  # the yield floor asked again, bounded
+    log = (built / f"build/logs/filter/{SILENT_LEAF}.log").read_text()
+    assert "kept 0 of 0" in log
+    report = artifacts.read_json(built / "build/eval/report.json")
+    assert [f["leaf"] for f in report["flagged_leaves"]] == [SILENT_LEAF]
+    html = (built / "build/report.html").read_text(encoding="utf-8")
+    banner = html.index("Leaves with little or no synthetic data")
+    assert banner < html.index('id="inputs"') and SILENT_LEAF in html[banner:]
+    # The other leaves' generated data was trained on; the silent leaf's seeds were too.
+    skills = artifacts.read_jsonl(built / "build/data/skills.jsonl")
+    assert {r["source"] for r in skills if r["leaf"] == SKILL} == {"seed", "generated"}
+    assert {r["source"] for r in skills if r["leaf"] == SILENT_LEAF} == {"seed"}
 
 
 def test_seeds_generated_and_filtered(built: Path):
@@ -32,6 +74,7 @@ def test_seeds_generated_and_filtered(built: Path):
     for leaf in (KNOWLEDGE, SKILL):
         stats = artifacts.read_json(built / f"build/filtered/{leaf}.stats.json")
         assert sum(stats["removed_by_pipeline"].values()) > 0  # the judges had work to do
+        assert not stats["flagged"]
         samples = artifacts.read_jsonl(built / f"build/filtered/{leaf}.jsonl")
         assert len(samples) == stats["kept"] > 0
         assert all(s["messages"][1]["content"] == s["answer"] for s in samples)
@@ -42,11 +85,11 @@ def test_mix_holds_out_eval_items(built: Path):
         n: artifacts.read_jsonl(built / f"build/data/{n}.jsonl")
         for n in ("knowledge", "skills", "eval")
     }
-    assert {r["leaf"] for r in data["eval"]} == {KNOWLEDGE, SKILL}
+    assert {r["leaf"] for r in data["eval"]} == {KNOWLEDGE, SKILL, SILENT_LEAF}
     held_out = {r["question"] for r in data["eval"]}
     assert not held_out & {r["question"] for r in data["knowledge"] + data["skills"]}
     assert {r["leaf"] for r in data["knowledge"]} == {KNOWLEDGE}
-    assert {r["leaf"] for r in data["skills"]} == {SKILL}
+    assert {r["leaf"] for r in data["skills"]} == {SKILL, SILENT_LEAF}
 
 
 def test_multiple_choice_is_written_from_the_knowledge_documents(built: Path):
@@ -108,7 +151,7 @@ def test_ggufs_load_generate_and_carry_provenance(built: Path):
 
 def test_report_and_manifest(built: Path):
     report = artifacts.read_json(built / "build/eval/report.json")
-    assert set(report["leaves"]) == {KNOWLEDGE, SKILL}
+    assert set(report["leaves"]) == {KNOWLEDGE, SKILL, SILENT_LEAF}
     nll = report["overall"]["reference_nll"]
     base, tuned = nll["models"]["base"]["mean"], nll["models"]["tuned"]["mean"]
     assert base > 0 and tuned > 0
@@ -140,7 +183,7 @@ def test_report_and_manifest(built: Path):
     by_path = {f["path"]: f for f in manifest["outputs"]}
     q4 = by_path["build/model/model.Q4_K_M.gguf"]
     assert q4["sha256"] == artifacts.sha256_file(built / q4["path"])
-    assert manifest["inputs"]["labmake.leaves"] == 2
+    assert manifest["inputs"]["labmake.leaves"] == 3
 
 
 def test_incremental_plans(built: Path):
@@ -160,6 +203,7 @@ def test_incremental_plans(built: Path):
         "multiple_choice": 1,
         "evaluate": 2 + phases,
         "report": 1,
+        "model_card": 1,  # the card shows the scores
         "manifest": 1,
     }
     params_path.write_text(original)
@@ -176,3 +220,55 @@ def test_incremental_plans(built: Path):
     phases = len(params["train"]["phases"])
     assert jobs["evaluate"] == 2 + phases + len(ggufs) and jobs["report"] == 1
     assert "base_model" not in jobs
+
+
+def test_model_card_modelfile_retention_and_tracking(built: Path):
+    report = artifacts.read_json(built / "build/eval/report.json")
+    kl = report["retention"]["general"]["kl"]["models"]
+    assert set(kl) >= {"base", "phase-knowledge", "phase-skills", "tuned", "gguf-F16"}
+    assert kl["base"]["mean"] < 1e-4 < kl["tuned"]["mean"]  # the base is its own reference
+    assert kl["tuned"]["ci"][0] <= kl["tuned"]["mean"] <= kl["tuned"]["ci"][1]
+    assert set(report["knowledge_kept"]["leaves"]) == {KNOWLEDGE}
+    html = (built / "build/report.html").read_text(encoding="utf-8")
+    assert 'id="cost"' in html and "KL to the base" in html and "kept from the knowledge" in html
+    card = (built / "build/model/README.md").read_text(encoding="utf-8")
+    expected = (KNOWLEDGE, SKILL, "model.Q4_K_M.gguf", "labmake chat", "ollama create")
+    expected += ("llama-cli", "KL to the base", "transformers", "## Licence")
+    assert [e for e in expected if e not in card] == []
+    modelfile = (built / "build/model/Modelfile").read_text(encoding="utf-8")
+    assert "FROM ./model." in modelfile and 'PARAMETER stop "<end_of_turn>"' in modelfile
+    manifest = artifacts.read_json(built / "build/manifest.json")
+    hashed = {f["path"] for f in manifest["outputs"]}
+    assert {"build/model/README.md", "build/model/Modelfile"} <= hashed
+    # Tracking: event files for each phase and the evaluation, beside the build, not in it.
+    runs = {p.name for p in (built / "build/tracking").iterdir()}
+    assert runs == {"train-knowledge", "train-skills", "evaluation"}
+    before = {p: p.read_bytes() for p in (built / "build/model").glob("*") if p.is_file()}
+    result = snakemake(built, "--forcerun", "model_card", "--allowed-rules", "model_card")
+    assert result.returncode == 0, result.stderr[-3000:]
+    changed = {p: p.read_bytes() for p in before if p.read_bytes() != before[p]}
+    assert not changed, "".join(  # the same bytes again; else, what moved
+        "".join(
+            difflib.unified_diff(before[p].decode().splitlines(True), b.decode().splitlines(True))
+        )
+        for p, b in changed.items()
+    )
+
+
+def test_max_retention_loss_fails_an_over_trained_build(built: Path, tmp_path: Path):
+    work = tmp_path / "overtrained"
+    shutil.copytree(built, work, symlinks=True)
+    normal = artifacts.read_json(built / "build/eval/report.json")
+    limit = 10 * normal["retention"]["general"]["kl"]["models"]["tuned"]["mean"]
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["evaluate"]["max_retention_loss"] = limit
+    # Every weight, a high rate, four times the steps: measured on the tiny student, KL 0.69
+    # nats/token against 0.005 for the tiny build's own settings.
+    for phase in params["train"]["phases"]:
+        phase.update(method="full", max_steps=16, learning_rate=1e-2)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = snakemake(work)
+    assert result.returncode != 0
+    assert "max_retention_loss" in result.stderr + (work / "build/logs/report/all.log").read_text()
+    tuned = artifacts.read_json(work / "build/eval/tuned.json")["retention"]["kl"]
+    assert sum(tuned) / len(tuned) > limit

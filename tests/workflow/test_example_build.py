@@ -21,10 +21,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 def small_params() -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
+    floor = {"min_kept": 2, "max_requests": 40}  # a small yield floor: rounds stay cheap
     params["generate"].update(
-        knowledge={"samples_per_chunk": 2},
-        freeform={"questions": 8},
-        grounded={"contexts": 4, "questions_per_context": 2},
+        knowledge={"samples_per_chunk": 2, **floor},
+        freeform={"questions": 8, **floor},
+        grounded={"contexts": 4, "questions_per_context": 2, **floor},
     )
     params["train"]["max_seq_len"] = 192
     for phase in params["train"]["phases"]:

@@ -138,15 +138,27 @@ def params_triggered(jobs: list[Job]) -> set[str]:
     return {job.rule for job in jobs if job.reason.startswith("Params have changed")}
 
 
-def test_filter_knob_reruns_filters_and_tail_only(project: Path):
+def test_filter_knob_reruns_generate_filters_and_tail(project: Path):
+    """The yield floor counts what the filters accept, so their knobs re-run generate too (its
+    requests come back from the cache; a leaf asks more only when it now needs another round);
+    what the filter stage does with a flagged leaf re-runs the filters alone."""
+
     def edit(params):
         params["filter"]["max_samples_per_leaf"] = 3
 
     jobs = _with_params(project, edit)
-    assert params_triggered(jobs) == {"filter"}
-    assert leaves_of(jobs, "filter") == sorted([KNOWLEDGE, SKILL])
-    assert not rules(jobs) & {"seeds", "generate", "base_model"}
+    assert params_triggered(jobs) == {"generate", "filter"}
+    assert leaves_of(jobs, "generate") == leaves_of(jobs, "filter") == sorted([KNOWLEDGE, SKILL])
+    assert not rules(jobs) & {"seeds", "base_model"}
     assert "mix" in rules(jobs) and "train" in rules(jobs)  # the tail follows the new data
+
+    def flag(params):
+        params["filter"]["flag_below"] = 1
+        params["filter"]["on_empty"] = "fail"
+
+    jobs = _with_params(project, flag)
+    assert params_triggered(jobs) == {"filter"}
+    assert not rules(jobs) & {"seeds", "generate", "base_model"}
 
 
 def test_generate_knob_reruns_generate_not_seeds(project: Path):
@@ -243,6 +255,31 @@ def test_editing_code_no_rule_runs_reruns_nothing(project: Path):
     finally:
         path.write_bytes(original)
         restore_mtime(path, stat)
+
+
+def test_labmake_build_skips_snakemake_when_nothing_changed(project: Path, teacher_log):
+    """After a build that finished, a no-op `labmake build` starts no Snakemake; any change
+    (here a touched leaf) hands the decision back to Snakemake."""
+    _, env = teacher_log
+
+    def build() -> str:
+        result = run(project, sys.executable, "-m", "labmake.cli", "build", env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stderr
+
+    first = build()  # records what it saw (Snakemake ran: it had nothing to do)
+    assert "Nothing to be done" in first and "Snakemake not started" not in first
+    second = build()
+    assert "Snakemake not started" in second and "Nothing to be done" not in second
+    qna = project / "taxonomy" / KNOWLEDGE / "qna.yaml"
+    stat = qna.stat()
+    qna.touch()
+    try:
+        third = build()
+    finally:
+        restore_mtime(qna, stat)
+    assert "Snakemake not started" not in third and "Nothing to be done" in third
+    assert "not checked again" in third  # the other leaf's validation is remembered
 
 
 def test_leaf_edits_rerun_only_their_branch(project: Path, teacher_log):

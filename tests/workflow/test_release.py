@@ -192,6 +192,8 @@ def test_two_clean_builds_of_one_commit_are_byte_identical(released: Path):
         "build/model/hf/model.safetensors",
         "build/model/model.F16.gguf",
         "build/model/model.Q8_0.gguf",
+        "build/model/README.md",  # the model card and the Modelfile: no dates, same bytes
+        "build/model/Modelfile",
     ):
         assert must in got
     assert [p for p in expected if got[p] != expected[p]] == []

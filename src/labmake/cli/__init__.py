@@ -14,17 +14,19 @@ from labmake import __version__
 from labmake.cli import (
     build,
     chat,
+    data,
     diff,
     plan,
     release,
     reproduce,
     serve,
     toolchain,
+    try_leaf,
     validate,
 )
 
 # In the order `labmake --help` lists them: the everyday loop first.
-COMMANDS = (validate, build, diff, plan, release, reproduce, toolchain, chat, serve)
+COMMANDS = (validate, try_leaf, data, build, diff, plan, release, reproduce, toolchain, chat, serve)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -41,7 +43,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # `labmake build` hands Snakemake's own arguments through as typed (argparse cannot).
+    argv, snakemake_args = build.split_command_line(sys.argv[1:] if argv is None else list(argv))
     args = parser().parse_args(argv)
+    if snakemake_args is not None:
+        args.snakemake_args = snakemake_args
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -77,13 +77,7 @@ def run_diff(
         return EXIT_USAGE
     cfg, root = project
     try:
-        commit, note = _pick_base(root, base)
-        if commit is None:
-            label = f"last build ({build_dir})"
-            changes = [c for c in diff_against_build(root, build_dir) if c.status != UNCHANGED]
-        else:
-            label = f"{base or '@{upstream}'} (merge base {commit[:12]})"
-            changes = diff_against_git(root, commit)
+        label, commit, changes, note = find_changes(root, base, build_dir)
     except (DiffError, TaxonomyError) as exc:
         print(f"labmake diff: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -102,6 +96,22 @@ def run_diff(
         print("no leaf changed", file=out)
     print(", ".join(f"{n} {s}" for s, n in counts.items()), file=out)
     return 0
+
+
+def find_changes(
+    root: Path, base: str | None, build_dir: Path
+) -> tuple[str, str | None, list[LeafChange], str | None]:
+    """What ``labmake diff`` reports: (what was compared with, its commit or None for the last
+    build, the leaves added, changed or removed, a note to print or None). Raises
+    :class:`DiffError` or :class:`TaxonomyError` with the message to show."""
+    commit, note = _pick_base(root, base)
+    if commit is None:
+        label = f"last build ({build_dir})"
+        changes = [c for c in diff_against_build(root, build_dir) if c.status != UNCHANGED]
+    else:
+        label = f"{base or '@{upstream}'} (merge base {commit[:12]})"
+        changes = diff_against_git(root, commit)
+    return label, commit, changes, note
 
 
 def _pick_base(root: Path, base: str | None) -> tuple[str | None, str | None]:

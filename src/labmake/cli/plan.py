@@ -2,7 +2,9 @@
 
 The leaves to redo are those new or changed since the last build (:mod:`labmake.cli.changes`);
 each is priced in teacher requests and tokens by a dry run of its pipeline, without loading
-any model.
+any model. A leaf that cannot be priced (a broken file, a refused document source, a pipeline
+that does not check) is shown with the reason, and the command exits 1: a plan with a hole in
+it is not a plan.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from labmake.cli.changes import (
 )
 from labmake.cli.exit_codes import EXIT_USAGE
 from labmake.core import paths
-from labmake.taxonomy.findings import TaxonomyError
+from labmake.taxonomy.findings import TaxonomyError, printable
 from labmake.taxonomy.leaf import load_leaf
 from labmake.taxonomy.limits import estimate_tokens
 
@@ -57,25 +59,36 @@ def _run(args: argparse.Namespace) -> int:
     )
 
 
-def estimate_leaf(root: Path, leaf: str, cfg: BuildConfig) -> dict[str, int]:
+def estimate_leaf(
+    root: Path, leaf: str, cfg: BuildConfig, base: Path = Path(".")
+) -> dict[str, int]:
     """Teacher requests and estimated tokens to generate this leaf's data from scratch.
 
     A dry run of the leaf's pipeline (labmake.sdg) in which every sample passes every judge:
     an upper bound, since judges only ever remove samples before the next teacher call. A
     knowledge leaf's evaluation multiple choice (labmake.sdg.multiple_choice) is counted in.
+    Git documents are read only from taxonomy.document_sources (relative folders from ``base``,
+    the folder of params.yaml, where the build runs).
     """
-    from labmake.sdg.generation import estimate
+    from labmake.sdg.generation import request_bound
     from labmake.sdg.multiple_choice import estimate_requests
+    from labmake.taxonomy.document_sources import DocumentSources
     from labmake.taxonomy.seeds import leaf_record
 
     # Chunk counts from the quick token estimate: planning must not load a tokenizer.
-    record = leaf_record(load_leaf(root, leaf), cfg.seeds, estimate_tokens)
-    requests = estimate(record, cfg.generate, cfg.teacher, cfg.seed)
-    requests += estimate_requests(record, cfg.evaluate.multiple_choice, cfg.teacher, cfg.seed)
-    prompt = sum(estimate_tokens(r.prompt) for r in requests)
-    completion = sum(r.max_tokens for r in requests)
+    sources = DocumentSources(cfg.taxonomy.document_sources, base)
+    record = leaf_record(load_leaf(root, leaf), cfg.seeds, estimate_tokens, sources)
+    # A pipeline with a yield floor may run more rounds: up to `most` requests, priced at its
+    # first round's tokens per request.
+    first, most = request_bound(record, cfg.generate, cfg.teacher, cfg.seed)
+    scale = most / len(first) if first else 1.0
+    mc = estimate_requests(record, cfg.evaluate.multiple_choice, cfg.teacher, cfg.seed)
+    prompt = round(scale * sum(estimate_tokens(r.prompt) for r in first))
+    prompt += sum(estimate_tokens(r.prompt) for r in mc)
+    completion = round(scale * sum(r.max_tokens for r in first)) + sum(r.max_tokens for r in mc)
     return {
-        "requests": len(requests),
+        "requests": most + len(mc),
+        "first_round_requests": len(first) + len(mc),
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "tokens": prompt + completion,
@@ -90,7 +103,8 @@ def run_plan(
     fmt: str = "text",
     out: TextIO | None = None,
 ) -> int:
-    """Print what a build would redo per leaf, with the teacher work it costs; 0 or 2."""
+    """Print what a build would redo per leaf, with the teacher work it costs; 0, 1 when a
+    leaf could not be priced, 2 for a usage error."""
     out = out or sys.stdout
     project = load_project(params_path, taxonomy, "plan")
     if project is None:
@@ -101,26 +115,35 @@ def run_plan(
     except TaxonomyError as exc:
         print(f"labmake plan: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    rows = [(change, _row(root, change, cfg)) for change in changes]
+    rows = [(change, _row(root, change, cfg, params_path.parent)) for change in changes]
     totals = _totals(rows)
+    unpriced = [row["leaf"] for _, row in rows if "error" in row]
     if fmt == "json":
         doc = {"base": f"last build ({build_dir})", "leaves": [r for _, r in rows]}
         doc["totals"] = totals
         out.write(json.dumps(doc, sort_keys=True, indent=2) + "\n")
-        return 0
-    _print_text(rows, totals, build_dir, out)
+    else:
+        _print_text(rows, totals, build_dir, out)
+    if unpriced:
+        print(
+            f"labmake plan: error: {len(unpriced)} leaf/leaves could not be priced "
+            f"({', '.join(printable(u) for u in unpriced[:5])}); the totals leave them out. "
+            "Fix what each line says (labmake validate shows the file's problems).",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
-def _row(root: Path, change: LeafChange, cfg: BuildConfig) -> dict[str, Any]:
+def _row(root: Path, change: LeafChange, cfg: BuildConfig, base: Path) -> dict[str, Any]:
     """One leaf's entry: its status and, for a leaf to generate, its cost (or why none)."""
     row: dict[str, Any] = {"leaf": change.leaf, "status": PLAN_WORDS[change.status]}
     row["reasons"] = list(change.reasons)
     if change.status in (ADDED, CHANGED):
         try:
-            estimate = estimate_leaf(root, change.leaf, cfg)
-        except (TaxonomyError, ValueError, OSError) as exc:
-            row["error"] = str(exc).splitlines()[0]
+            estimate = estimate_leaf(root, change.leaf, cfg, base)
+        except (TaxonomyError, ValueError, OSError, RuntimeError) as exc:
+            row["error"] = printable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             estimate = dict.fromkeys(COST_KEYS, 0)
         row.update(estimate)
     return row
@@ -144,7 +167,9 @@ def _print_text(
     for change, row in rows:
         extra = ""
         if "requests" in row:
-            extra = f": {row['requests']} requests, ~{row['tokens']} tokens"
+            first = row.get("first_round_requests", row["requests"])
+            rounds = f" (first round {first})" if first != row["requests"] else ""
+            extra = f": at most {row['requests']} requests{rounds}, ~{row['tokens']} tokens"
         if "error" in row:
             extra += f" [cannot estimate: {row['error']}]"
         print(change_line(change, row["status"], extra), file=out)

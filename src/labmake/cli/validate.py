@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from labmake.cli.exit_codes import EXIT_USAGE
 from labmake.taxonomy.check import CheckMode, LeafReport, check_leaf
+from labmake.taxonomy.document_sources import DocumentSources
 from labmake.taxonomy.findings import ERROR, WARNING, Finding, indent, path_finding
 from labmake.taxonomy.limits import PromptBudget
 from labmake.taxonomy.scan import QNA, TOP_FOLDERS, scan
@@ -78,7 +79,7 @@ def run_validate(
     try:
         if fmt not in ("text", "json"):
             raise _UsageError(f"unknown format {fmt!r}; use text or json")
-        params, budget, default_root = _read_params(params_path)
+        params, budget, default_root, policy = _read_params(params_path)
         if not paths:
             if default_root is None:
                 raise _UsageError(
@@ -90,7 +91,8 @@ def run_validate(
     except _UsageError as exc:
         print(f"labmake validate: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    mode = CheckMode(ilab_strict, strict_limits, None if ilab_strict else budget)
+    mode = CheckMode(ilab_strict, strict_limits, None if ilab_strict else budget, policy)
+    mode = replace(mode, sources=_document_sources(params))
     reports = [check_leaf(root, leaf, mode) for root, leaf in targets]
     for finding in extra:  # taxonomy-level problems (symlinks out, misnamed files, no leaves)
         rep = LeafReport(finding.path, None)
@@ -106,12 +108,15 @@ def run_validate(
 # ------------------------------------------------------------------------------- inputs
 
 
-def _read_params(params_path: Path | None) -> tuple[Path | None, PromptBudget | None, Path | None]:
-    """(params.yaml read, the prompt budget it sets, its taxonomy root); no file: defaults."""
+def _read_params(
+    params_path: Path | None,
+) -> tuple[Path | None, PromptBudget | None, Path | None, Any]:
+    """(params.yaml read, the prompt budget it sets, its taxonomy root, its safety policy);
+    no file: defaults (the shipped policy: None)."""
     if params_path is None:
         params_path = Path("params.yaml")
         if not params_path.is_file():
-            return None, PromptBudget(), None
+            return None, PromptBudget(), None, None
     elif not Path(params_path).is_file():
         raise _UsageError(f"{params_path}: no such file (--params)")
     from labmake.core import config
@@ -128,7 +133,33 @@ def _read_params(params_path: Path | None) -> tuple[Path | None, PromptBudget | 
     budget = PromptBudget(
         teacher.n_ctx, teacher.max_tokens, generate.examples_per_prompt, seeds.chunk_tokens
     )
-    return params_path, budget, params_path.parent / tax.root
+    return params_path, budget, params_path.parent / tax.root, _policy(params_path, generate)
+
+
+def _policy(params_path: Path, generate: Any) -> Any:
+    """generate.safety.policy (relative to params.yaml's folder), loaded; None: the shipped one."""
+    if generate.safety.policy is None:
+        return None
+    from labmake.core import safety
+
+    try:
+        return safety.load(params_path.parent / generate.safety.policy)
+    except safety.PolicyError as exc:
+        raise _UsageError(str(exc)) from None
+
+
+def _document_sources(params_path: Path | None) -> DocumentSources | None:
+    """params.yaml's taxonomy.document_sources (folders relative to its own folder, where the
+    build runs); None without a params.yaml: the default, public https repositories only."""
+    if params_path is None:
+        return None
+    from labmake.core import config
+
+    try:
+        taxonomy = _quick_sections(params_path)[3]
+    except Exception:
+        taxonomy = config.load(params_path).taxonomy  # already checked by _read_params
+    return DocumentSources(tuple(taxonomy.document_sources), params_path.parent)
 
 
 def _quick_sections(params_path: Path) -> tuple[Any, Any, Any, Any]:

@@ -7,6 +7,8 @@ taxonomy-relative folder of a qna.yaml, e.g. ``knowledge/science/water_cycle``.
 
 from __future__ import annotations
 
+import os
+
 BUILD = "build"
 
 SEEDS = "build/seeds/{leaf}.json"
@@ -20,6 +22,9 @@ MIX_STATS = "build/data/mix.json"
 # together: evaluation data only, never an input of mix or train.
 MC_LEAF = "build/mc/{leaf}.jsonl"
 MULTIPLE_CHOICE = "build/data/multiple_choice.jsonl"
+# General prompts, the base's own continuations and its top-k log-probabilities: what every
+# model's drift from the base (retention) is measured against.
+RETENTION_REFERENCE = "build/data/retention.jsonl"
 
 BASE_DIR = "build/base"
 BASE_DONE = "build/base/labmake_base.json"
@@ -39,11 +44,25 @@ EVAL_REPORT = "build/eval/report.json"
 # One model's scores on the held-out items (base, phase-{name}, tuned, gguf-{quant}).
 EVAL_MODEL = "build/eval/{model}.json"
 REPORT_HTML = "build/report.html"
+# What ships beside the GGUFs: a model card and an Ollama Modelfile.
+MODEL_CARD = "build/model/README.md"
+MODELFILE = "build/model/Modelfile"
+# lm-evaluation-harness results of one model (evaluate.lm_eval.tasks).
+LM_EVAL = "build/eval/lm-eval/{model}.json"
+# Training and evaluation metrics as TensorBoard event files; not an artifact (wall-clock
+# values), never an input of anything.
+TRACKING = "build/tracking"
 BENCHMARKS = "build/benchmarks"
 MANIFEST = "build/manifest.json"
 # Teacher answers by request hash (labmake.teacher.cache): a crashed or edited build re-asks
 # only what changed. Not an artifact: safe to delete, never versioned.
+# Per rule script, the hash of the labmake code it runs and of the lock: rules take this one file
+# as their code input instead of the fifty it sums up (labmake.core.code_inputs finds them).
+CODE_STAMP = "build/code/{script}.sha256"
 TEACHER_CACHE = "build/cache/teacher"
+# `labmake try` builds in a folder of its own but shares the build's teacher answers: it names
+# the build's cache (absolute) in this environment variable for the jobs it starts.
+TEACHER_CACHE_ENV = "LABMAKE_TEACHER_CACHE"
 
 LOG = "build/logs/{rule}/{name}.log"
 # Snakemake's per-job wall time and memory (not artifacts: they differ run to run).
@@ -86,9 +105,18 @@ def eval_model(model: str) -> str:
     return EVAL_MODEL.format(model=model)
 
 
+def code_stamp(script: str) -> str:
+    return CODE_STAMP.format(script=script)
+
+
 def log(rule: str, name: str = "all") -> str:
     return LOG.format(rule=rule, name=name)
 
 
 def benchmark(rule: str, name: str = "all") -> str:
     return BENCHMARK.format(rule=rule, name=name)
+
+
+def teacher_cache() -> str:
+    """Where teacher answers are cached: ``$LABMAKE_TEACHER_CACHE`` when set, else the build's."""
+    return os.environ.get(TEACHER_CACHE_ENV) or TEACHER_CACHE

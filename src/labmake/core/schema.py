@@ -32,14 +32,16 @@ def param(
     help: str,
     factory: Any = _MISSING,
     item: dict[str, Any] | None = None,
+    key: str | None = None,
     **rules: Any,
 ) -> Any:
     """A config field: its default (or ``factory``), help, and cerberus rules (min, max,
-    allowed, regex, empty, minlength, maxlength; ``item`` for each item of a list)."""
+    allowed, regex, empty, minlength, maxlength; ``item`` for each item of a list). ``key``:
+    the name in params.yaml when it cannot be the field's (a Python keyword such as ``try``)."""
     unknown = set(rules) - set(_RULES)
     if unknown:
         raise TypeError(f"param(): unknown rule(s) {sorted(unknown)}")
-    metadata = {"help": help, "rules": rules, "item": item or {}}
+    metadata = {"help": help, "rules": rules, "item": item or {}, "key": key}
     if factory is not _MISSING:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -52,14 +54,19 @@ def help_at(cls: type, dotted: str) -> str:
         if part.isdigit():
             continue
         fields = (
-            {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+            {key_of(f): f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
         )
         if part not in fields:
             return ""
         help_text = fields[part].metadata.get("help", "")
-        tp, _ = _optional(typing.get_type_hints(cls)[part])
+        tp, _ = _optional(typing.get_type_hints(cls)[fields[part].name])
         cls = typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else tp
     return help_text
+
+
+def key_of(f: dataclasses.Field[Any]) -> str:
+    """A field's name in params.yaml: its declared ``key``, else the field's own name."""
+    return f.metadata.get("key") or f.name
 
 
 def _optional(tp: Any) -> tuple[Any, bool]:
@@ -116,7 +123,7 @@ def schema_of(cls: type) -> dict[str, Any]:
             rules["schema"] = {**rules.get("schema", {}), **f.metadata["item"]}
         if f.default is _MISSING and f.default_factory is _MISSING:
             rules["required"] = True
-        schema[f.name] = rules
+        schema[key_of(f)] = rules
     return schema
 
 
@@ -197,8 +204,22 @@ def from_mapping(cls: type[T], data: dict[str, Any] | None, where: str = "") -> 
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name in data:
-            kwargs[f.name] = _coerce(hints[f.name], data.pop(f.name), f"{where}.{f.name}")
+        if key_of(f) in data:
+            kwargs[f.name] = _coerce(hints[f.name], data.pop(key_of(f)), f"{where}.{key_of(f)}")
     if data:
-        raise ConfigError(f"params.yaml: unknown key(s) {sorted(data)} in '{where or '/'}'")
-    return cls(**kwargs)
+        raise ConfigError(
+            f"params.yaml: unknown key(s) {sorted(data)} in '{where.lstrip('.') or '/'}'"
+        )
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise _located(cls, where, exc) from None
+
+
+def _located(cls: type, where: str, exc: ConfigError) -> ConfigError:
+    """A section's own check names its keys by the section's usual place (``SECTION``, e.g.
+    "teacher"); built elsewhere ("evaluate.judge"), the message names them there."""
+    home, here = getattr(cls, "SECTION", ""), where.strip(".")
+    if not home or not here or here == home:
+        return exc
+    return ConfigError(str(exc).replace(f"{home}.", f"{here}."))

@@ -84,7 +84,19 @@ def funnel(stats: dict[str, Any]) -> dict[str, Any]:
         "parsed": int(stats["kept"]) + sum(n for _, n in steps),
         "removed": steps,
         "kept": int(stats["kept"]),
+        # The safety layers' counts per category (labmake.sdg.safety_stats), and the policy.
+        "safety": stats.get("safety") or {},
+        "safety_policy": _policy_label(stats.get("safety") or {}),
+        # Fewer accepted samples than filter.flag_below: the report says so on top, with why.
+        "flagged": bool(stats.get("flagged", False)),
+        "hint": stats.get("hint"),
     }
+
+
+def _policy_label(safety: dict[str, Any]) -> str:
+    policy = safety.get("policy")
+    names = [policy] if isinstance(policy, dict) else (policy or [])
+    return ", ".join(f"{p['name']} v{p['version']} ({p['sha256'][:12]})" for p in names)
 
 
 def read_timings(folder: Path) -> list[dict[str, Any]]:

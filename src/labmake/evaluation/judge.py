@@ -24,9 +24,11 @@ JUDGE_ANSWER_CHARS = 600  # longer answers are cut in the judge prompt (the cont
 
 @cache
 def _prompts():  # type: ignore[no-untyped-def]
-    from jinja2 import Environment, PackageLoader, StrictUndefined
+    from jinja2 import PackageLoader, StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    return Environment(
+    # Sandboxed like every template labmake renders: the values come from the taxonomy.
+    return ImmutableSandboxedEnvironment(
         loader=PackageLoader("labmake.evaluation", "prompts"),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
@@ -86,7 +88,7 @@ def judge_answers(
         )
         for item, answer in zip(items, answers, strict=True)
     ]
-    teacher = open_teacher(judge)
+    teacher = open_teacher(judge, "evaluate.judge")
     try:
         replies = [c.text for c in complete_all(teacher, requests, "judge")]
         identity = teacher.identity

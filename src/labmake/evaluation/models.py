@@ -16,7 +16,10 @@ PHASE_PREFIX = "phase-"
 GGUF_PREFIX = "gguf-"
 
 # Settings only the report reads: changing them re-runs the report, not the models' scoring.
-REPORT_KEYS = ("bootstrap_resamples", "confidence", "fail_on_regression")
+REPORT_KEYS = ("bootstrap_resamples", "confidence", "fail_on_regression", "max_retention_loss")
+# Settings of rules of their own (retention_reference, lm_eval): they reach a model's scoring
+# through those rules' files, so they re-run only what reads them.
+OWN_RULE_KEYS = ("retention", "lm_eval")
 
 
 def model_names(phases: Sequence[str], quants: Sequence[str]) -> list[str]:

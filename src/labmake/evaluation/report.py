@@ -11,6 +11,7 @@ timings, which the page marks as such.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -21,6 +22,7 @@ import yaml
 from labmake import __version__
 from labmake.core import artifacts, paths
 from labmake.core.config import EvaluateConfig
+from labmake.evaluation import cost_views, retention_report
 from labmake.evaluation.build_facts import BuildFacts, read_build
 from labmake.evaluation.metrics import LOWER_IS_BETTER
 from labmake.evaluation.models import BASE, TUNED
@@ -42,9 +44,11 @@ TEMPLATE = "report.html.j2"
 
 @cache
 def _templates():  # type: ignore[no-untyped-def]
-    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+    from jinja2 import PackageLoader, StrictUndefined, select_autoescape
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = Environment(
+    # Sandboxed like every template labmake renders: leaf names and answers are community input.
+    env = ImmutableSandboxedEnvironment(
         loader=PackageLoader("labmake.evaluation", "templates"),
         undefined=StrictUndefined,
         autoescape=select_autoescape(default=True),
@@ -54,6 +58,21 @@ def _templates():  # type: ignore[no-untyped-def]
     env.filters["num"] = _num
     env.filters["short"] = short_leaf
     return env
+
+
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def _without_credentials(value: Any) -> Any:
+    """params as the page shows them: no ``user:password@`` in a URL. params.yaml refuses
+    them (keys come from ``api_key_env``); this keeps one that got in anyway off the page."""
+    if isinstance(value, str):
+        return _URL_CREDENTIALS.sub("", value)
+    if isinstance(value, dict):
+        return {k: _without_credentials(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_credentials(v) for v in value]
+    return value
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -99,6 +118,7 @@ def render_html(
         "judge": plot_metric(report, "judge", answer_models, "judge grade (1-10)", 10.0),
         "ggufs": plot_ggufs(ggufs),
         "timings": plot_timings(facts.timings),
+        "retention": cost_views.plot_retention(report),
     }
     return (
         _templates()
@@ -111,13 +131,28 @@ def render_html(
             answer_models=answer_models,
             ggufs=ggufs,
             labmake_version=__version__,
-            params_yaml=yaml.safe_dump(facts.params, sort_keys=True, default_flow_style=None),
+            params_yaml=yaml.safe_dump(
+                _without_credentials(facts.params), sort_keys=True, default_flow_style=None
+            ),
             metrics=list(LOWER_IS_BETTER),
             tuned=TUNED,
             base=BASE,
             confidence=round(100 * report["settings"]["confidence"]),
         )
     )
+
+
+def flagged_leaves(facts: BuildFacts) -> list[dict[str, Any]]:
+    """Leaves the filters left with few or no samples (filter.flag_below): the build went on
+    without their generated data; report.json lists them, the page shows them on top."""
+    flagged = [
+        {"leaf": f["leaf"], "kept": f["kept"], "hint": f["hint"]}
+        for f in facts.funnels
+        if f["flagged"]
+    ]
+    for leaf in flagged:
+        log.warning("flagged leaf: %s", leaf["hint"])
+    return flagged
 
 
 def run(
@@ -155,11 +190,13 @@ def run(
     items = read_items(eval_path)
     mc_path = Path(str(inputs["mc"])) if inputs.get("mc") else None
     results = load_results(many("models"), eval_path, mc_path)
-    report = summarize(items, results, cfg, seed)
+    report = summarize(items, results, cfg, seed) | {"flagged_leaves": flagged_leaves(facts)}
     log_summary(report)
+    report |= retention_report.sections(items, results, cfg, seed, params=params, inputs=inputs)
     artifacts.write_json(out_json, report)
     artifacts.write_text_atomic(out_html, render_html(report, results, facts))
     log.info("wrote %s and %s", out_json, out_html)
+    retention_report.log_and_check(report, out_html, params)  # tracking, max_retention_loss
     if report["regressions"] and cfg.fail_on_regression:
         raise RegressionError(
             "the tuned model is worse than the base beyond the interval: "

@@ -14,7 +14,8 @@ from typing import Any
 
 from labmake.core import artifacts
 from labmake.core.config import EvaluateConfig, TeacherConfig
-from labmake.evaluation.answers import gguf_answers
+from labmake.evaluation import retention
+from labmake.evaluation.answers import gguf_answers, hf_answers
 from labmake.evaluation.judge import judge_answers
 from labmake.evaluation.models import BASE, model_inputs
 from labmake.evaluation.multiple_choice import Choice, read_choices, score_choices
@@ -30,8 +31,11 @@ def _likelihood_scores(
     hf_dir: Path,
     phase_dirs: Sequence[Path],
     choices: Sequence[Choice],
+    answers: EvaluateConfig | None = None,
+    retention_reference: Path | None = None,
 ) -> dict[str, Any]:
-    """Reference NLL per item and the multiple-choice answers of a Hugging Face model."""
+    """Reference NLL per item and the multiple-choice answers of a Hugging Face model; with
+    ``answers`` (``evaluate.hf_answers``), its greedy answers too."""
     log.info(
         "%s: reference NLL on %d items, multiple choice on %d questions",
         model,
@@ -40,10 +44,15 @@ def _likelihood_scores(
     )
     hf, tokenizer = load_model(hf_dir, phase_dirs)
     nll = conversation_nll(hf, tokenizer, [item["messages"] for item in items])
-    return {
+    scores = {
         "reference_nll": [round(v, 6) for v in nll],
         "multiple_choice": score_choices(hf, tokenizer, choices),
     }
+    if answers:
+        scores["hf_answers"] = hf_answers(hf, tokenizer, items, answers).texts
+    if retention_reference is not None:  # drift from the base (evaluation.retention)
+        scores |= retention.score(retention_reference, model=hf)
+    return scores
 
 
 def _answer_scores(
@@ -100,6 +109,7 @@ def evaluate_model(
     phase_dirs: Sequence[Path] = (),
     gguf: Path | None = None,
     choices: Sequence[Choice] = (),
+    retention_reference: Path | None = None,
 ) -> dict[str, Any]:
     """One model's per-item scores (what build/eval/{model}.json holds).
 
@@ -107,9 +117,14 @@ def evaluate_model(
     """
     result: dict[str, Any] = {"model": model, "items": len(items)}
     if hf_dir is not None:
-        result |= _likelihood_scores(model, items, hf_dir, phase_dirs, choices)
+        answers = cfg if cfg.hf_answers else None
+        result |= _likelihood_scores(
+            model, items, hf_dir, phase_dirs, choices, answers, retention_reference
+        )
     if gguf is not None:
         result |= _answer_scores(model, items, cfg, gguf)
+        if retention_reference is not None and hf_dir is None:  # a GGUF alone: llama.cpp
+            result |= retention.score(retention_reference, gguf=gguf, n_threads=cfg.n_threads)
         if cfg.judge is not None:
             result |= _judge_scores(model, items, cfg.judge, result["answers"], seed)
     return result
@@ -124,6 +139,7 @@ def run_model(
     *,
     phases: Sequence[str],
     student_gguf: str | None,
+    retention_reference: Path | None = None,
 ) -> None:
     """Score one model (see :func:`labmake.evaluation.models.model_inputs`) and write
     build/eval/{model}.json."""
@@ -144,6 +160,7 @@ def run_model(
         phase_dirs=[Path(p) for p in inputs.get("phases", [])],
         gguf=gguf,
         choices=read_choices(mc_path) if mc_path is not None else (),
+        retention_reference=retention_reference,
     )
     result["items_sha256"] = items_sha256(eval_path)
     if mc_path is not None:

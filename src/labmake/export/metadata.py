@@ -85,6 +85,53 @@ def read_kv(path: str | Path, prefix: str = "") -> dict[str, KV]:
     return out
 
 
+def check_complete(path: str | Path) -> None:
+    """Raise :class:`GGUFMetadataError` when the file is shorter than its own tensor table says:
+    a download or copy that stopped early, which would otherwise surface later as a loader's
+    complaint about the model (its architecture, a shape) instead of about the file."""
+    path = Path(path)
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        if len(mm) < _HEADER.size or mm[:4] != b"GGUF":
+            raise GGUFMetadataError(f"{path}: not a GGUF file (it does not start with 'GGUF')")
+        _magic, _version, n_tensors, n_kv = _HEADER.unpack_from(mm, 0)
+        try:
+            offset, alignment = _skip_kv(mm, _HEADER.size, n_kv)
+            end = 0
+            for _ in range(n_tensors):
+                _name, offset = _read_string(mm, offset)
+                (n_dims,) = struct.unpack_from("<I", mm, offset)
+                dims = struct.unpack_from(f"<{n_dims}Q", mm, offset + 4)
+                raw_type, start = struct.unpack_from("<IQ", mm, offset + 4 + 8 * n_dims)
+                offset += 4 + 8 * n_dims + 12
+                block, size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(raw_type)]
+                end = max(end, start + int(np.prod(dims, dtype=np.int64)) // block * size)
+        except (struct.error, ValueError, KeyError):
+            raise GGUFMetadataError(
+                f"{path}: the file is truncated or damaged (its header breaks off); download "
+                "or copy it again"
+            ) from None
+        data_start = -(-offset // alignment) * alignment
+        if data_start + end > len(mm):
+            raise GGUFMetadataError(
+                f"{path}: the file is truncated: its tensors need {data_start + end:,} bytes, "
+                f"the file has {len(mm):,}; download or copy it again"
+            )
+
+
+def _skip_kv(mm: mmap.mmap, offset: int, n_kv: int) -> tuple[int, int]:
+    """(the offset after the key-value section, the data alignment it sets)."""
+    alignment = gguf.GGUF_DEFAULT_ALIGNMENT
+    for _ in range(n_kv):
+        key, offset = _read_string(mm, offset)
+        (raw_type,) = struct.unpack_from("<I", mm, offset)
+        entry, offset = _read_value(mm, offset + 4, T(raw_type))
+        if key == gguf.Keys.General.ALIGNMENT.encode() and isinstance(entry.value, int):
+            alignment = max(1, entry.value)
+    if offset > len(mm):
+        raise ValueError("the key-value section runs past the end of the file")
+    return offset, alignment
+
+
 def metadata(path: str | Path, prefix: str = "") -> dict[str, Any]:
     """Decoded metadata values (str, numbers, lists), by key."""
     return {k: kv.decoded() for k, kv in read_kv(path, prefix).items()}

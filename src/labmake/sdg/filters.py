@@ -1,65 +1,39 @@
 """Stage 3 (per leaf): the pipeline's kept samples -> accepted samples as chat ``messages``.
 
 The generate stage's pipeline already parsed, judged and exact-deduplicated; rule-based checks
-here do what a weak judge cannot be trusted to, and are cheap to change (a filter edit never
-re-asks the teacher): empty, over/under-long, an answer that repeats its question, blocklisted
+here do what a weak judge cannot be trusted to, and are cheap to change (a filter edit re-asks
+the teacher only when a leaf then needs another round of generation: the generate stage counts
+its accepted samples with these same rules): empty, over/under-long, an answer that repeats its question, blocklisted
 patterns (boilerplate, refusals, links), knowledge answers whose content is not in their chunk,
 exact duplicates, near-duplicates of a seed or of a kept sample (ROUGE-L or MinHash), and the
-per-leaf cap. ``{leaf}.stats.json`` counts what each pipeline block and each filter removed.
+per-leaf cap (:mod:`labmake.sdg.accept`). ``{leaf}.stats.json`` counts what each pipeline block
+and each filter removed.
+
+A hard leaf degrades, it does not sink the build: a leaf left with fewer than
+``filter.flag_below`` accepted samples is flagged (a warning in the log, ``flagged`` and the
+hint in its stats, which the report shows on top), and one left with none writes an empty
+file, so the build goes on with the other leaves (the leaf's seeds are still trained on and
+held out). ``filter.on_empty: fail`` stops the build at an empty leaf instead, for a taxonomy
+repository's CI.
 """
 
 from __future__ import annotations
 
-import re
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from labmake.core import artifacts
 from labmake.core.config import FilterConfig
-from labmake.core.text import content_overlap, sample_tokens, similarity, tokens
+from labmake.sdg.accept import Acceptor
+from labmake.sdg.safety_stats import safety_stats
+
+log = logging.getLogger(__name__)
 
 
 class EmptyLeafError(RuntimeError):
-    """The filters kept nothing for a leaf: training on nothing would be silent failure."""
-
-
-def compile_blocklist(patterns: tuple[str, ...]) -> list[re.Pattern[str]]:
-    compiled = []
-    for pattern in patterns:
-        try:
-            compiled.append(re.compile(pattern))
-        except re.error as exc:
-            raise ValueError(
-                f"params.yaml: filter.blocklist entry {pattern!r} is not a valid regular "
-                f"expression ({exc}); escape special characters or remove it"
-            ) from None
-    return compiled
-
-
-def rule_reason(
-    question: str,
-    answer: str,
-    context: str | None,
-    chunk: str | None,
-    cfg: FilterConfig,
-    blocklist: list[re.Pattern[str]],
-) -> str | None:
-    """The first rule a sample breaks, or None."""
-    if not question.strip() or not answer.strip():
-        return "empty"
-    if not (cfg.min_question_words <= len(question.split()) <= cfg.max_question_words):
-        return "question_length"
-    if not (cfg.min_answer_words <= len(answer.split()) <= cfg.max_answer_words):
-        return "answer_length"
-    if tokens(answer) == tokens(question):
-        return "answer_repeats_question"
-    text = "\n".join(part for part in (context, question, answer) if part)
-    if any(p.search(text) for p in blocklist):
-        return "blocklist"
-    if chunk is not None and content_overlap(answer, chunk) < cfg.min_chunk_overlap:
-        return "not_grounded_in_chunk"
-    return None
+    """The filters kept nothing for a leaf and ``filter.on_empty`` is ``fail``."""
 
 
 def to_messages(question: str, answer: str, context: str | None) -> list[dict[str, str]]:
@@ -67,54 +41,45 @@ def to_messages(question: str, answer: str, context: str | None) -> list[dict[st
     return [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
 
 
-_PROVENANCE = ("id", "pipeline", "pipeline_version", "teacher", "seeds", "templates", "scores")
+_PROVENANCE = (
+    "id",
+    "pipeline",
+    "pipeline_version",
+    "teacher",
+    "seeds",
+    "templates",
+    "scores",
+    "safety",
+)
+
+
+def _sample(seeds: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    knowledge = seeds["kind"] == "knowledge"
+    question, answer = record.get("question") or "", record.get("answer") or ""
+    context = None if knowledge else record.get("context")
+    sample = {"leaf": seeds["leaf"], "kind": seeds["kind"], "source": "generated"}
+    sample.update({k: record.get(k) for k in _PROVENANCE})
+    sample.update(question=question, answer=answer, context=context)
+    if knowledge:
+        sample.update(chunk=record.get("chunk"), chunk_index=record.get("chunk_index"))
+    sample["messages"] = to_messages(question, answer, context)
+    return sample
 
 
 def filter_leaf(
     seeds: dict[str, Any], generated: list[dict[str, Any]], cfg: FilterConfig
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    knowledge = seeds["kind"] == "knowledge"
-    prepare, similar = similarity(cfg.near_duplicate)
-    blocklist = compile_blocklist(cfg.blocklist)
-    # Near-duplicates compare question + answer: grounded samples drawn from one context share
-    # that long context, which alone would make them look alike (measured: 3 of 7 dropped).
-    seed_forms = [
-        prepare(sample_tokens(s["question"], s["answer"], None)) for s in seeds["seed_examples"]
-    ]
+    acceptor = Acceptor(seeds, cfg)
     by_block: Counter[str] = Counter(r["rejected_by"] for r in generated if r["status"] != "kept")
     rejected: Counter[str] = Counter()
     kept: list[dict[str, Any]] = []
-    kept_forms: list[Any] = []
-    seen_exact: set[tuple[str, ...]] = set()
     candidates = [r for r in generated if r["status"] == "kept"]
     for record in candidates:
-        question, answer = record.get("question") or "", record.get("answer") or ""
-        context = None if knowledge else record.get("context")
-        chunk = record.get("chunk") if knowledge else None
-        reason = rule_reason(question, answer, context, chunk, cfg, blocklist)
-        key = tuple(" ".join(tokens(p or "")) for p in (context, question, answer))
-        form = prepare(sample_tokens(question, answer, None))
-        threshold = cfg.near_duplicate.threshold
-        if reason is None and key in seen_exact:
-            reason = "exact_duplicate"
-        if reason is None and any(similar(form, s) >= threshold for s in seed_forms):
-            reason = "copies_a_seed"
-        if reason is None and any(similar(form, k) >= threshold for k in kept_forms):
-            reason = "near_duplicate"
-        if reason is None and len(kept) >= cfg.max_samples_per_leaf:
-            reason = "over_max_samples_per_leaf"
+        reason = acceptor.reason(record)
         if reason:
             rejected[reason] += 1
-            continue
-        seen_exact.add(key)
-        kept_forms.append(form)
-        sample = {"leaf": seeds["leaf"], "kind": seeds["kind"], "source": "generated"}
-        sample.update({k: record.get(k) for k in _PROVENANCE})
-        sample.update(question=question, answer=answer, context=context)
-        if knowledge:
-            sample.update(chunk=record.get("chunk"), chunk_index=record.get("chunk_index"))
-        sample["messages"] = to_messages(question, answer, context)
-        kept.append(sample)
+        else:
+            kept.append(_sample(seeds, record))
     pipelines = sorted({(r["pipeline"], r["pipeline_version"]) for r in generated})
     stats = {
         "leaf": seeds["leaf"],
@@ -124,8 +89,26 @@ def filter_leaf(
         "candidates": len(candidates),
         "kept": len(kept),
         "removed": {reason: n for reason, n in sorted(rejected.items()) if n},
+        # Per safety layer (detectors, judge) and category: what the pipeline's safety blocks
+        # removed, and the policy they applied.
+        "safety": safety_stats(generated),
     }
     return kept, stats
+
+
+def low_yield(stats: dict[str, Any], cfg: FilterConfig, where: str) -> str:
+    """What a flagged leaf's log line, report.json and report.html say: counts and the hint."""
+    return (
+        f"{stats['leaf']}: the filters kept {stats['kept']} of {stats['candidates']} samples the "
+        f"pipeline kept (a leaf is flagged below filter.flag_below: {cfg.flag_below}; "
+        f"{stats['generated']} generated; removed by the pipeline: "
+        f"{stats['removed_by_pipeline']}; by the filters: {stats['removed']}); see {where} and "
+        "the rejected samples, with the teacher's text, in build/generated/. Hints: the teacher "
+        "may be too weak for this leaf (set teacher.gguf to a stronger model), raise the "
+        "pipeline's min_kept and max_requests in params.yaml's generate section so that more "
+        "rounds run, try generate.pipeline: simple, or relax the thresholds in the filter "
+        "section."
+    )
 
 
 def run(
@@ -133,14 +116,16 @@ def run(
 ) -> None:
     seeds = artifacts.read_json(seeds_path)
     kept, stats = filter_leaf(seeds, artifacts.read_jsonl(generated_path), cfg)
+    stats["flagged"] = not kept or len(kept) < cfg.flag_below
+    if stats["flagged"]:
+        stats["hint"] = low_yield(stats, cfg, str(stats_out))
     artifacts.write_json(stats_out, stats)
-    if not kept:
+    if not kept and cfg.on_empty == "fail":
         raise EmptyLeafError(
-            f"{seeds['leaf']}: the filters kept 0 of {stats['candidates']} samples the pipeline "
-            f"kept ({stats['generated']} generated; removed by the pipeline's judges: "
-            f"{stats['removed_by_pipeline']}; by the filters: {stats['removed']}); see "
-            f"{stats_out}. Hints: the teacher may be too weak for this leaf (set teacher.gguf to "
-            "a stronger model), raise the sample counts in params.yaml's generate section, try "
-            "generate.pipeline: simple, or relax the thresholds in the filter section."
+            stats["hint"]
+            + " filter.on_empty: fail stops the build here; warn builds on without this leaf's "
+            "generated data."
         )
+    if stats["flagged"]:
+        log.warning("%s", stats["hint"])
     artifacts.write_jsonl(out, kept)

@@ -6,25 +6,34 @@ leaf, block, row id), so a leaf's output depends on nothing outside the leaf and
 inputs give the same bytes. Each block sends its whole list of requests at once, so a batching
 teacher can decode them together.
 
+A pipeline with ``rounds`` runs until the leaf has its ``min_kept`` accepted samples or would
+pass ``max_requests`` (:mod:`labmake.sdg.rounds`); acceptance is the filter stage's own rules, so
+the generate rule reads params.yaml's filter section too.
+
 One record per sample, kept or rejected (``status``, ``rejected_by``: the block that dropped
-it), with provenance: pipeline name and version, teacher, each block's seed and template
-sha256, judge scores. The filter stage applies the rule-based checks and counts everything.
+it, ``reason``: why), with provenance: pipeline name and version, round, teacher, each block's
+seed and template sha256, judge scores; a rejected record keeps what the teacher wrote
+(``raw``: per generate block, the text after the prompt's open tag). The filter stage applies
+the rule-based checks and counts everything.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from labmake.core import artifacts, paths
-from labmake.core.config import GenerateConfig, TeacherConfig
+from labmake.core.config import FilterConfig, GenerateConfig, TeacherConfig
 from labmake.sdg import Context, Pipeline, check, load, pipeline_for
 from labmake.sdg import run as run_pipeline
+from labmake.sdg.accept import Acceptor
 from labmake.sdg.blocks.base import Counts, Row
-from labmake.sdg.pipeline import Result
+from labmake.sdg.pipeline import Result, floor
+from labmake.sdg.rounds import bound, run_rounds
+from labmake.taxonomy.limits import estimate_tokens
 from labmake.teacher.cache import RequestCache
 from labmake.teacher.complete import complete_all
 from labmake.teacher.protocol import Completion, Request, Teacher
@@ -41,7 +50,12 @@ def pipeline_of(seeds: dict[str, Any], gen: GenerateConfig) -> Pipeline:
 
 
 def record(
-    seeds: dict[str, Any], pipeline: Pipeline, row: Row, teacher: str, kept: bool
+    seeds: dict[str, Any],
+    pipeline: Pipeline,
+    row: Row,
+    teacher: str,
+    kept: bool,
+    round_index: int | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "leaf": seeds["leaf"],
@@ -57,9 +71,16 @@ def record(
         "templates": row["_templates"],
         "scores": row["_scores"],
         "verdicts": row.get("_verdicts", {}),
+        # The safety layers' findings and the policy (name, version, sha256) they applied;
+        # None for a row that never reached a safety block.
+        "safety": row.get("_safety"),
     }
+    if round_index is not None:
+        out["round"] = round_index
     for column in pipeline.outputs:
         out[column] = row.get(column)
+    if not kept:
+        out["raw"] = row.get("_raw", {})
     return out
 
 
@@ -76,9 +97,52 @@ def cached_teacher(teacher_cfg: TeacherConfig) -> Iterator[tuple[Teacher, Reques
     teacher = open_teacher(teacher_cfg)
     try:
         # The request cache: a re-run (after a crash, or an edit elsewhere) re-asks nothing.
-        yield teacher, RequestCache(Path(paths.TEACHER_CACHE))
+        yield teacher, RequestCache(Path(paths.teacher_cache()))
     finally:
         teacher.close()
+
+
+def _context(
+    seeds: dict[str, Any],
+    gen: GenerateConfig,
+    teacher_cfg: TeacherConfig,
+    seed: int,
+    *,
+    count_tokens: Callable[[str], int],
+    n_ctx: int,
+    complete: Any = None,
+    **more: Any,
+) -> Context:
+    """A pipeline run's context; ``more``: Context's own keys (dry, counts, window, seen)."""
+
+    def fits(prompt: str, max_tokens: int) -> bool:
+        return count_tokens(prompt) + max_tokens <= n_ctx
+
+    return Context(
+        seeds=seeds,
+        gen=gen,
+        seed=seed,
+        max_tokens=teacher_cfg.max_tokens,
+        complete=complete or (lambda requests, label: []),
+        fits=fits,
+        override_dir=gen.pipelines_dir,
+        count_tokens=count_tokens,
+        n_ctx=n_ctx,
+        **more,
+    )
+
+
+def _log_flow(leaf: str, result: Result, round_index: int = 0) -> None:
+    where = f"{leaf}: round {round_index}" if round_index else leaf
+    for step in result.flow:
+        log.info(
+            "%s: %s: %d in, %d kept, %d rejected",
+            where,
+            step["block"],
+            step["in"],
+            step["kept"],
+            step["rejected"],
+        )
 
 
 def run_with_teacher(
@@ -91,35 +155,23 @@ def run_with_teacher(
     cache: RequestCache | None = None,
     counts: Counts | None = None,
 ) -> Result:
-    """Run ``pipeline`` on one leaf with ``teacher`` and log each block's funnel.
+    """Run ``pipeline`` once on one leaf with ``teacher`` and log each block's funnel.
 
     ``counts``: the params section the pipeline's count names resolve against (default:
     ``generate``).
     """
-
-    def fits(prompt: str, max_tokens: int) -> bool:
-        return teacher.count_tokens(prompt) + max_tokens <= teacher.n_ctx
-
-    ctx = Context(
-        seeds=seeds,
-        gen=gen,
-        seed=seed,
-        max_tokens=teacher_cfg.max_tokens,
+    ctx = _context(
+        seeds,
+        gen,
+        teacher_cfg,
+        seed,
+        count_tokens=teacher.count_tokens,
+        n_ctx=teacher.n_ctx,
         complete=_completer(teacher, cache),
-        fits=fits,
-        override_dir=gen.pipelines_dir,
         counts=counts,
     )
     result = run_pipeline(pipeline, ctx)
-    for step in result.flow:
-        log.info(
-            "%s: %s: %d in, %d kept, %d rejected",
-            seeds["leaf"],
-            step["block"],
-            step["in"],
-            step["kept"],
-            step["rejected"],
-        )
+    _log_flow(seeds["leaf"], result)
     return result
 
 
@@ -130,13 +182,52 @@ def generate_leaf(
     seed: int,
     teacher: Teacher,
     cache: RequestCache | None = None,
+    accept: FilterConfig | None = None,
 ) -> list[dict[str, Any]]:
-    """Run the leaf's pipeline with ``teacher``: one record per sample, kept ones first."""
+    """Run the leaf's pipeline with ``teacher``, in rounds when it has a yield floor (counted by
+    the ``accept`` filters; without them, by what the pipeline keeps): one record per sample,
+    kept ones first, each group in round order."""
     pipeline = pipeline_of(seeds, gen)
-    result = run_with_teacher(pipeline, seeds, gen, teacher_cfg, seed, teacher, cache)
+    seen: dict[str, set[tuple[str, ...]]] = {}  # dedup blocks remember across rounds
+    acceptor = Acceptor(seeds, accept) if accept is not None else None
+
+    def make_ctx(window: tuple[int, int] | None, dry: bool) -> Context:
+        return _context(
+            seeds,
+            gen,
+            teacher_cfg,
+            seed,
+            count_tokens=teacher.count_tokens,
+            n_ctx=teacher.n_ctx,
+            complete=_completer(teacher, cache),
+            dry=dry,
+            window=window,
+            seen={} if dry else seen,
+            acceptor=acceptor,
+        )
+
+    rounds = run_rounds(pipeline, make_ctx, floor(pipeline, ("generate", gen)), acceptor)
+    for r in rounds:
+        _log_flow(seeds["leaf"], r.result, r.index)
+        log.info(
+            "%s: round %d (samples %d-%d): %d teacher requests; %d accepted so far",
+            seeds["leaf"],
+            r.index,
+            r.window[0],
+            r.window[0] + r.window[1] - 1,
+            r.requests,
+            r.accepted,
+        )
     identity = teacher.identity
-    return [record(seeds, pipeline, r, identity, True) for r in result.kept] + [
-        record(seeds, pipeline, r, identity, False) for r in result.rejected
+    kept = [
+        record(seeds, pipeline, row, identity, True, r.index)
+        for r in rounds
+        for row in r.result.kept
+    ]
+    return kept + [
+        record(seeds, pipeline, row, identity, False, r.index)
+        for r in rounds
+        for row in r.result.rejected
     ]
 
 
@@ -148,21 +239,22 @@ def estimate(
     pipeline: Pipeline | None = None,
     counts: Counts | None = None,
 ) -> list[Request]:
-    """The requests a pipeline (default: the leaf's) sends at most (every row passing every
-    judge).
+    """The requests a pipeline's (default: the leaf's) first round sends at most (every row
+    passing every judge).
 
-    A dry run of the real pipeline: the first teacher blocks' prompts are the real ones; later
-    prompts carry a seed example's text where the teacher's would be.
+    A dry run of the real pipeline, tokens estimated without a tokenizer: the first teacher
+    blocks' prompts are the real ones (examples dropped where they would overflow n_ctx, as a
+    run drops them); later prompts carry the leaf's longest seed value where the teacher's text
+    would be, and budgets come from the leaf's seeds as in a run.
     """
     pipeline = pipeline or pipeline_of(seeds, gen)
-    ctx = Context(
-        seeds=seeds,
-        gen=gen,
-        seed=seed,
-        max_tokens=teacher_cfg.max_tokens,
-        complete=lambda requests, label: [],
-        fits=lambda prompt, max_tokens: True,
-        override_dir=gen.pipelines_dir,
+    ctx = _context(
+        seeds,
+        gen,
+        teacher_cfg,
+        seed,
+        count_tokens=estimate_tokens,
+        n_ctx=teacher_cfg.n_ctx,
         dry=True,
         counts=counts,
     )
@@ -170,13 +262,27 @@ def estimate(
     return ctx.log
 
 
+def request_bound(
+    seeds: dict[str, Any], gen: GenerateConfig, teacher_cfg: TeacherConfig, seed: int
+) -> tuple[list[Request], int]:
+    """(the first round's requests at most, the most requests the leaf may send in all rounds)."""
+    pipeline = pipeline_of(seeds, gen)
+    first = estimate(seeds, gen, teacher_cfg, seed, pipeline)
+    return first, bound(len(first), floor(pipeline, ("generate", gen)))
+
+
 def run(
-    seeds_path: Path, out: Path, teacher_cfg: TeacherConfig, gen: GenerateConfig, seed: int
+    seeds_path: Path,
+    out: Path,
+    teacher_cfg: TeacherConfig,
+    gen: GenerateConfig,
+    seed: int,
+    accept: FilterConfig | None = None,
 ) -> None:
     seeds = artifacts.read_json(seeds_path)
     pipeline_of(seeds, gen)  # a broken pipeline fails before the teacher loads
     with cached_teacher(teacher_cfg) as (teacher, cache):
-        records = generate_leaf(seeds, gen, teacher_cfg, seed, teacher, cache)
+        records = generate_leaf(seeds, gen, teacher_cfg, seed, teacher, cache, accept)
     kept = sum(r["status"] == "kept" for r in records)
     log.info(
         "%s: %d samples kept by the pipeline, %d rejected", seeds["leaf"], kept, len(records) - kept

@@ -36,11 +36,13 @@ log = logging.getLogger(__name__)
 
 
 def split_seeds(seeds: dict[str, Any], cfg: MixConfig, seed: int) -> tuple[list, list]:
-    """(held-out, training) seed examples, chosen by a stable hash of each question."""
+    """(held-out, training) seed examples, chosen by a stable hash of each question: the
+    larger of ``mix.eval_seeds_per_leaf`` and ``mix.eval_seeds_share`` of the leaf's seeds."""
     ranked = sorted(
         seeds["seed_examples"], key=lambda s: derive_seed(seed, seeds["leaf"], s["question"])
     )
-    return ranked[: cfg.eval_seeds_per_leaf], ranked[cfg.eval_seeds_per_leaf :]
+    held = max(cfg.eval_seeds_per_leaf, math.floor(cfg.eval_seeds_share * len(ranked)))
+    return ranked[:held], ranked[held:]
 
 
 def _record(seeds: dict[str, Any], example: dict[str, Any], source: str) -> dict[str, Any]:

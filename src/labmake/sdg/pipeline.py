@@ -1,7 +1,9 @@
 """Pipelines as data: YAML files listing blocks, checked before any teacher call.
 
 A pipeline file has ``name``, ``version`` (bump it when the pipeline's meaning changes: it is
-recorded with every sample), ``outputs`` (the columns a sample record keeps) and ``blocks``.
+recorded with every sample), ``outputs`` (the columns a sample record keeps) and ``blocks``;
+``rounds: {min_kept: NAME, max_requests: NAME}`` (params.yaml keys, like counts) gives it a
+yield floor (:mod:`labmake.sdg.rounds`).
 The shipped pipelines live in ``labmake/sdg/pipelines/``; ``generate.pipelines_dir`` in
 params.yaml names a folder whose ``<name>.yaml`` files shadow them by name (and whose
 ``prompts/`` folder shadows the shipped templates by file name).
@@ -21,7 +23,7 @@ from jinja2 import TemplateError
 from labmake.core.config import GenerateConfig
 from labmake.sdg import templates
 from labmake.sdg.blocks import make, placeholder_row
-from labmake.sdg.blocks.base import Block, Context, Counts, PipelineError, Row
+from labmake.sdg.blocks.base import Block, Context, Counts, PipelineError, Row, resolve_count
 
 SHIPPED = ("knowledge", "freeform", "grounded", "simple")
 BY_KIND = {"knowledge": "knowledge", "freeform": "freeform", "grounded": "grounded"}
@@ -35,6 +37,7 @@ class Pipeline:
     blocks: tuple[Block, ...]
     source: str  # where it was read from, for messages
     override_dir: str | None = None
+    rounds: dict[str, Any] | None = None  # {min_kept, max_requests}: count names or numbers
 
 
 def pipeline_for(seeds: dict[str, Any], gen: GenerateConfig) -> str:
@@ -71,7 +74,7 @@ def load(name: str, override_dir: str | None = None) -> Pipeline:
         raise PipelineError(
             f"{source}: a pipeline is a mapping with name, version, outputs, blocks"
         )
-    unknown = set(doc) - {"name", "version", "description", "outputs", "blocks"}
+    unknown = set(doc) - {"name", "version", "description", "outputs", "blocks", "rounds"}
     if unknown:
         raise PipelineError(f"{source}: unknown key(s) {sorted(unknown)}")
     if doc["name"] != name:
@@ -85,7 +88,25 @@ def load(name: str, override_dir: str | None = None) -> Pipeline:
     repeated = sorted(n for n, c in names.items() if c > 1)
     if repeated:
         raise PipelineError(f"{source}: block names must be unique (repeated: {repeated})")
-    return Pipeline(name, doc["version"], tuple(doc["outputs"]), blocks, source, override_dir)
+    rounds = doc.get("rounds")
+    if rounds is not None and (not isinstance(rounds, dict) or set(rounds) != _ROUND_KEYS):
+        raise PipelineError(f"{source}: rounds is a mapping of {sorted(_ROUND_KEYS)}")
+    outputs = tuple(doc["outputs"])
+    return Pipeline(name, doc["version"], outputs, blocks, source, override_dir, rounds)
+
+
+_ROUND_KEYS = {"min_kept", "max_requests"}
+
+
+def floor(pipeline: Pipeline, counts: Counts | None) -> tuple[int, int] | None:
+    """(min_kept, max_requests) of a pipeline with rounds, resolved in params; else None."""
+    if pipeline.rounds is None:
+        return None
+    where = f"{pipeline.source}: rounds"
+    return (
+        resolve_count(pipeline.rounds["min_kept"], counts, where),
+        resolve_count(pipeline.rounds["max_requests"], counts, where),
+    )
 
 
 def check(
@@ -98,6 +119,7 @@ def check(
     """
     root = counts if counts is not None else ("generate", gen or GenerateConfig())
     src = pipeline.source
+    floor(pipeline, root)
     if pipeline.blocks[0].type != "rows" or any(b.type == "rows" for b in pipeline.blocks[1:]):
         raise PipelineError(f"{src}: the first block, and only it, must be of type rows")
     available: set[str] = set()
@@ -120,6 +142,7 @@ def check(
         for name in block.template_names():
             row = placeholder_row(pipeline.blocks[:i])
             values = {k: "<" + k + ">" for k in templates.LEAF_GLOBALS} | row
+            values |= block.template_values()
             try:
                 templates.render(name, values, pipeline.override_dir)
             except TemplateError as exc:

@@ -23,11 +23,18 @@ quantize                   export.quantize             F16 GGUF                 
 generate_multiple_choice   evaluate.generate_          a knowledge leaf's seeds         build/mc/{leaf}.jsonl
                            multiple_choice
 multiple_choice            evaluate.multiple_choice    every knowledge leaf's mc        build/data/multiple_choice.jsonl
+retention_reference        retention.retention_        base, the student GGUF,          build/data/retention.jsonl
+                           reference                   evaluate.retention.qa files
 evaluate                   evaluate.evaluate           eval.jsonl, multiple choice,     build/eval/{model}.json
-                                                       the model's weights or GGUF
+                                                       retention.jsonl, the model's
+                                                       weights or GGUF
+lm_eval                    retention.lm_eval           base or merged weights           build/eval/lm-eval/{model}.json
 report                     evaluate.report             every model's scores, stats      build/eval/report.json,
                                                                                         build/report.html
-manifest                   evaluate.manifest           the GGUFs, report, datasets      build/manifest.json
+model_card                 card.model_card             the GGUFs, seeds, mix.json,      build/model/README.md,
+                                                       phases, report                   build/model/Modelfile
+manifest                   evaluate.manifest           the GGUFs, report, datasets,     build/manifest.json
+                                                       model card
 =========================  ==========================  ===============================  ==============================
 
 Every rule's code inputs are the import closure of its script (:mod:`labmake.core.code_inputs`).

@@ -45,6 +45,7 @@ def evaluate(job: Job) -> None:
             Path(job.output[0]),
             phases=job.params.phases,
             student_gguf=job.params.student,
+            retention_reference=Path(job.input.retention),
         )
 
 
@@ -68,7 +69,9 @@ def manifest(job: Job) -> None:
     from labmake.evaluation import provenance
 
     with logs.stage(job.log[0], "manifest"):
-        outputs = sorted({*job.input.ggufs, job.input.f16, job.input.report, *job.input.data})
+        outputs = sorted(
+            {*job.input.ggufs, job.input.f16, job.input.report, *job.input.data, *job.input.card}
+        )
         provenance.write_manifest(
             Path(job.output[0]), Path(job.input.f16), [Path(p) for p in outputs]
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from labmake.core import logs
-from labmake.core.config import GenerateConfig, TeacherConfig
+from labmake.core.config import FilterConfig, GenerateConfig, TeacherConfig
 from labmake.stages import Job, typed
 
 
@@ -20,4 +20,5 @@ def generate(job: Job) -> None:
             typed(TeacherConfig, job, "teacher"),
             typed(GenerateConfig, job, "generate"),
             job.params.seed,
+            typed(FilterConfig, job, "filter"),
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from labmake.core import logs, paths
+from labmake.core import logs, paths, tracking
 from labmake.core.config import PhaseConfig, StudentConfig, TrainConfig
 from labmake.stages import Job, typed
 
@@ -40,6 +40,9 @@ def train(job: Job) -> None:
             over_length=cfg.over_length,
             resume_dir=Path(paths.RESUME_DIR.format(phase=job.wildcards.phase)),
             evaluation_items=Path(job.input.evaluation) if job.input.evaluation else None,
+            retention_reference=Path(job.input.retention) if job.input.retention else None,
+            # From the whole config, not a param of the rule: tracking re-runs nothing.
+            tracking=tracking.kind_of(job.config),
         )
         processes = launch.resolve_processes(cfg.processes)
         if processes > 1 and not launch.in_launch():

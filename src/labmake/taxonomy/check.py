@@ -9,7 +9,8 @@ The file is untrusted input, checked in this order (the reference's order):
    version 1 files; labmake shows their lint as warnings) (:mod:`labmake.taxonomy.lint`);
 5. the cerberus schema of the file's kind and version (:mod:`labmake.taxonomy.schema_check`);
 6. labmake's own mode only: the limits InstructLab documents but does not enforce
-   (:mod:`labmake.taxonomy.limits`), and the documents beside the qna.yaml.
+   (:mod:`labmake.taxonomy.limits`), seed examples that trip the safety policy's detectors
+   (:mod:`labmake.taxonomy.seed_safety`), and the documents beside the qna.yaml.
 
 Two modes. The default (labmake's own) accepts exactly the files InstructLab's validator
 (instructlab-schema 0.4.2 with yamllint) accepts, plus local documents, and adds warnings.
@@ -26,14 +27,19 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from labmake.core.safety import Policy
 from labmake.taxonomy import schema_check
+from labmake.taxonomy.caps import check_example_count, example_count_issue
+from labmake.taxonomy.document_sources import DocumentSources
 from labmake.taxonomy.documents import resolve_documents
-from labmake.taxonomy.findings import ERROR, WARNING, Finding, Issue, yaml_path
-from labmake.taxonomy.git_documents import commit_issue
+from labmake.taxonomy.findings import ERROR, WARNING, Finding, Issue, printable, yaml_path
+from labmake.taxonomy.git_documents import commit_issue, repo_issues
+from labmake.taxonomy.leaf_names import leaf_name_problem
 from labmake.taxonomy.limits import PromptBudget, context_issues, limit_issues
 from labmake.taxonomy.lint import lint
 from labmake.taxonomy.scan import QNA, TOP_FOLDERS
 from labmake.taxonomy.schema import KNOWLEDGE, file_version, kind_for
+from labmake.taxonomy.seed_safety import seed_safety_issues
 from labmake.taxonomy.source import Parsed, ReadError, parse, read_text
 from labmake.taxonomy.yaml_nodes import position
 
@@ -90,6 +96,9 @@ class CheckMode:
     ilab_strict: bool = False
     strict_limits: bool = False  # labmake's limits are errors, not warnings
     budget: PromptBudget | None = None  # check that seed examples fit the teacher's prompt
+    safety: Policy | None = None  # the safety policy seeds are checked against; None: shipped
+    # params.yaml's taxonomy.document_sources; None: its default (public https only)
+    sources: DocumentSources | None = None
 
 
 def validate_leaf(
@@ -118,7 +127,8 @@ def validate_leaf(
 
 def check_leaf(root: Path, leaf: str, mode: CheckMode) -> LeafReport:
     """The report on ``root/leaf/qna.yaml`` (``leaf`` "." or "": a qna.yaml in the root)."""
-    report = LeafReport(str(root / leaf / QNA) if leaf not in ("", ".") else str(root / QNA), leaf)
+    display = str(root / leaf / QNA) if leaf not in ("", ".") else str(root / QNA)
+    report = LeafReport(printable(display), leaf)
     try:
         _run_checks(report, root, leaf, mode)
     except Exception as exc:  # never a traceback for a bad file: say what happened instead
@@ -137,13 +147,16 @@ def _run_checks(report: LeafReport, root: Path, leaf: str, mode: CheckMode) -> N
     qna = _locate(report, root, rel, leaf)
     if qna is None:
         return
+    named = leaf_name_problem(rel.as_posix()) if rel.parts else None
+    if named is not None:  # the content is still checked: the author may fix both at once
+        report.add(named[0], named[1], "security")
     parsed = _read(report, qna)
     if parsed is None:
         return
     report.data = data = parsed.data
     report.kind = kind_for(rel.parts, data)
     _check_placement(report, rel, data)
-    if not _check_shape(report, data):
+    if not _check_shape(report, data) or not _check_example_count(report, parsed, data):
         return
     if report.kind == KNOWLEDGE and rel.parts and rel.parts[0] == "foundational_skills":
         report.add_issue(
@@ -196,7 +209,9 @@ def _locate(report: LeafReport, root: Path, rel: PurePosixPath, leaf: str) -> Pa
 def _read(report: LeafReport, qna: Path) -> Parsed | None:
     """Steps 1 and 2: the file's text and YAML, or None with the reason as a finding."""
     try:
-        return parse(read_text(qna))
+        text = read_text(qna)
+        check_example_count(text)
+        return parse(text)
     except ReadError as exc:
         p = exc.problem  # a problem of the whole file is reported at 1:1
         report.add(p.message, p.hint, p.source, p.line or 1, p.col or 1)
@@ -261,6 +276,14 @@ def _check_shape(report: LeafReport, data: Any) -> bool:
     return True
 
 
+def _check_example_count(report: LeafReport, parsed: Parsed, data: Mapping[Any, Any]) -> bool:
+    """The cap on seed examples, before the costlier checks: False when it is exceeded."""
+    issue = example_count_issue(data)
+    if issue is not None:
+        report.add_issue(parsed, issue)
+    return issue is None
+
+
 def _shape(data: Any) -> str:
     if isinstance(data, list):
         return "a list"
@@ -287,15 +310,18 @@ def _check_lint(report: LeafReport, parsed: Parsed, mode: CheckMode) -> None:
 def _labmake_issues(
     report: LeafReport, root: Path, rel: PurePosixPath, mode: CheckMode
 ) -> list[Issue]:
-    """Step 6, labmake's own mode: limits, the prompt budget, and the knowledge documents."""
+    """Step 6, labmake's own mode: limits, the prompt budget, seed safety, the documents."""
     data, kind = report.data, report.kind or ""
     level = ERROR if mode.strict_limits else WARNING
     issues = limit_issues(data, kind, level)
     if mode.budget is not None:
         issues += context_issues(data, kind, mode.budget, level)
+    issues += seed_safety_issues(data, kind, mode.safety, level)
     document = data.get("document")
     if kind == KNOWLEDGE and isinstance(document, Mapping) and "repo" in document:
         issues += commit_issue(document, level)
+        qna = root.joinpath(*rel.parts, QNA)
+        issues += repo_issues(qna, document, mode.sources, level)
     if kind == KNOWLEDGE and isinstance(document, Mapping) and "repo" not in document:
         report.documents, doc_issues = resolve_documents(
             root, root.joinpath(*rel.parts), list(document["patterns"])

@@ -35,15 +35,7 @@ def chunk_tokens(text: str, count_tokens: TokenCounter, size: int, overlap: int)
     chunks: list[str] = []
     start = 0
     while start < len(words):
-        # The longest run from `start` within budget (token counts grow with the run).
-        low, high = start + 1, len(words)
-        while low < high:
-            mid = (low + high + 1) // 2
-            if tokens(start, mid) <= size:
-                low = mid
-            else:
-                high = mid - 1
-        end = low
+        end = _longest_run(tokens, start, len(words), size)
         chunks.append("".join(words[start:end]).strip())
         if end == len(words):
             break
@@ -57,6 +49,31 @@ def chunk_tokens(text: str, count_tokens: TokenCounter, size: int, overlap: int)
                 low = mid + 1
         start = low
     return chunks
+
+
+def _longest_run(tokens: Callable[[int, int], int], start: int, n: int, size: int) -> int:
+    """The end of the longest run of words from ``start`` within ``size`` tokens (at least one
+    word), as a binary search over the whole rest of the document finds it.
+
+    The search window grows from about one chunk, doubling while the run still fits, so no
+    probe measures much more than a chunk's text: searching the whole rest had every chunk
+    tokenize half the remaining document, quadratic in its length (an 8 MiB document took
+    hours). Token counts grow with the run, so the answer is the same.
+    """
+    low, step = start + 1, size + 1  # a word is rarely under one token: size + 1 words overflow
+    high = min(n, start + step)
+    while high < n and tokens(start, high) <= size:
+        low, step = high, step * 2
+        high = min(n, start + step)
+    # tokens(start, low) fits (or low is the first word, which stands alone); past high nothing
+    # fits, or high is the end of the document.
+    while low < high:
+        mid = (low + high + 1) // 2
+        if tokens(start, mid) <= size:
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 @lru_cache(maxsize=4)

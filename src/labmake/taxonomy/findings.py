@@ -53,7 +53,18 @@ class TaxonomyError(ValueError):
 
 def path_finding(path: Path, message: str, hint: str, source: str, level: str) -> Finding:
     """A finding about a whole file or folder (no line, no data path)."""
-    return Finding(str(path), None, None, None, level, message, hint, source)
+    return Finding(printable(str(path)), None, None, None, level, message, hint, source)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters written as escapes (``\\n``, ``\\x1b``), so that a
+    file or folder name cannot break a line of output or steer the terminal."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def describe_findings(findings: Sequence[Finding]) -> str:

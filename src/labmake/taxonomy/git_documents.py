@@ -9,7 +9,10 @@ nothing is checked out, no hook or filter runs, and symlinks in the repository a
 
 Only this module runs git for documents (through :func:`labmake.core.git.run_git`), and only
 with the transports in ``_ALLOWED_PROTOCOLS`` (git's ``ext::`` transport would run a command
-named in the taxonomy).
+named in the taxonomy). Which repositories may be read at all is params.yaml's
+``taxonomy.document_sources`` (:mod:`labmake.taxonomy.document_sources`), checked before the
+cache or the network is touched; git follows no HTTP redirect, so an allowed host cannot send
+the fetch elsewhere.
 """
 
 from __future__ import annotations
@@ -26,15 +29,18 @@ from typing import Any
 
 from labmake.core import artifacts
 from labmake.core.git import GitError, run_git
+from labmake.taxonomy.document_sources import SCP_LIKE, DocumentSources
 from labmake.taxonomy.documents import DOCUMENT_SUFFIXES, MAX_DOCUMENT_BYTES, pattern_problem
-from labmake.taxonomy.findings import Issue
+from labmake.taxonomy.findings import ERROR, Issue
 
 # A full id (sha1 or sha256 repositories) or an abbreviation of one: real taxonomies use both.
 _COMMIT_ID = re.compile(r"^[0-9a-f]{4,64}$")  # git abbreviates to 4 characters at least
 _FULL_LENGTHS = (40, 64)
 _ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
-_SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")  # ssh shorthand: git@host:owner/name.git
+_SCP_LIKE = SCP_LIKE
 _GIT_TIMEOUT_S = 600
+# An allowed https host must not redirect the fetch to one document_sources would refuse.
+_NO_REDIRECTS = ("-c", "http.followRedirects=false")
 
 
 class DocumentError(ValueError):
@@ -53,18 +59,18 @@ def cache_root() -> Path:
 
 
 def read_documents(
-    qna_path: Path, repo: str, commit: str, patterns: list[str] | tuple[str, ...]
+    qna_path: Path,
+    repo: str,
+    commit: str,
+    patterns: list[str] | tuple[str, ...],
+    sources: DocumentSources | None = None,
 ) -> list[Document]:
-    """The documents ``patterns`` match in ``repo`` at ``commit``, sorted by path."""
+    """The documents ``patterns`` match in ``repo`` at ``commit``, sorted by path, if
+    ``sources`` (default: public https repositories only) allows the repository."""
     where = f"{qna_path}: document"
+    sources = sources if sources is not None else DocumentSources()
     commit = commit.strip().lower()
-    if not _COMMIT_ID.match(commit):
-        raise DocumentError(
-            f"{where}.commit is {commit!r}, which is not a commit id; a branch or tag moves, and "
-            "the same taxonomy would then build different data. Write the commit's id "
-            "(git rev-parse <branch> prints it)"
-        )
-    source = _source(qna_path, repo)
+    source = _allowed_source(qna_path, repo, commit, patterns, sources)
     mirror = _mirror(source)
     full = _resolve(mirror, commit, where)
     if full is None:
@@ -73,6 +79,9 @@ def read_documents(
                 f"{where}.repo {repo!r} is neither a URL nor an existing path (looked at "
                 f"{source}); write the repository's URL or the path to a clone of it"
             )
+        refused = sources.resolve_refusal(source)
+        if refused is not None:
+            raise DocumentError(f"{where}.repo: {refused}")
         _fetch(mirror, source, commit, where)
         full = _resolve(mirror, commit, where)
         if full is None:
@@ -85,9 +94,6 @@ def read_documents(
     documents: list[Document] = []
     seen: set[str] = set()
     for pattern in patterns:
-        problem = pattern_problem(pattern)
-        if problem:
-            raise DocumentError(f"{where}.patterns: {problem[0]}; {problem[1]}")
         matches = sorted(path for path in entries if glob_match(path, pattern))
         if not matches:
             raise DocumentError(
@@ -118,6 +124,71 @@ def commit_issue(document: Mapping[str, Any], level: str) -> list[Issue]:
             level,
         )
     ]
+
+
+def _allowed_source(
+    qna_path: Path,
+    repo: str,
+    commit: str,
+    patterns: list[str] | tuple[str, ...],
+    sources: DocumentSources,
+) -> str:
+    """The repository's source, once the patterns, the commit and ``sources`` allow reading it
+    (before the cache or the network is touched)."""
+    where = f"{qna_path}: document"
+    for pattern in patterns:
+        problem = pattern_problem(pattern)
+        if problem:
+            raise DocumentError(f"{where}.patterns: {problem[0]}; {problem[1]}")
+    if not _COMMIT_ID.match(commit):
+        raise DocumentError(
+            f"{where}.commit is {commit!r}, which is not a commit id; a branch or tag moves, and "
+            "the same taxonomy would then build different data. Write the commit's id "
+            "(git rev-parse <branch> prints it)"
+        )
+    source = _source(qna_path, repo)
+    refused = sources.refusal(source)
+    if refused is not None:
+        raise DocumentError(f"{where}.repo: {refused}")
+    return source
+
+
+def repo_issues(
+    qna_path: Path, document: Mapping[str, Any], sources: DocumentSources | None, level: str
+) -> list[Issue]:
+    """What validation says of a git document before the build fetches it (no network): its
+    patterns, checked as local ones are (errors), and whether ``taxonomy.document_sources``
+    allows the repository (``level``: InstructLab accepts any repository)."""
+    issues = []
+    for k, pattern in enumerate(document.get("patterns") or []):
+        pattern = str(pattern)
+        problem = pattern_problem(pattern)
+        if problem and pattern.startswith("/") and ".." not in PurePosixPath(pattern).parts:
+            # Real taxonomies write "/docs/x.md" for the repository's root; the reference
+            # accepts it, so it is a warning here, but the build reads no such path.
+            problem = (
+                f"pattern {pattern!r} starts with '/': git patterns are relative to the "
+                "repository's root, and the build refuses this one",
+                f"drop the leading '/': {pattern.lstrip('/')}",
+            )
+            issues.append(Issue(("document", "patterns", k), *problem, "documents", level))
+        elif problem:
+            issues.append(Issue(("document", "patterns", k), *problem, "security"))
+    try:
+        source = _source(qna_path, str(document.get("repo", "")))
+    except DocumentError as exc:
+        message = str(exc).removeprefix(f"{qna_path}: ")
+        return [*issues, Issue(("document", "repo"), message, _SOURCE_HINT, "security", ERROR)]
+    refused = (sources or DocumentSources()).refusal(source)
+    if refused is not None:
+        issues.append(Issue(("document", "repo"), refused, _SOURCE_HINT, "security", level))
+    return issues
+
+
+_SOURCE_HINT = (
+    "name a public https:// repository; an operator who trusts this source lists it in "
+    "taxonomy.document_sources in params.yaml"
+)
 
 
 def glob_match(path: str, pattern: str) -> bool:
@@ -199,7 +270,8 @@ def _fetch(mirror: Path, source: str, commit: str, where: str) -> None:
     by_id_error = ""
     if len(commit) in _FULL_LENGTHS:
         by_id = _run(
-            ["fetch", "--quiet", "--no-tags", "--depth=1", "--", source, f"{commit}:{ref}"],
+            [*_NO_REDIRECTS, "fetch", "--quiet", "--no-tags", "--depth=1", "--", source]
+            + [f"{commit}:{ref}"],
             mirror,
             "cannot fetch",
         )
@@ -207,7 +279,7 @@ def _fetch(mirror: Path, source: str, commit: str, where: str) -> None:
             return
         by_id_error = by_id.stderr
     everything = _run(
-        ["fetch", "--quiet", "--", source, "+refs/heads/*:refs/heads/*"]
+        [*_NO_REDIRECTS, "fetch", "--quiet", "--", source, "+refs/heads/*:refs/heads/*"]
         + ["+refs/tags/*:refs/tags/*"],
         mirror,
         "cannot fetch",

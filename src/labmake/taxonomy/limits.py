@@ -14,6 +14,8 @@ no tokenizer is loaded during validation.
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -136,6 +138,39 @@ def limit_issues(data: Mapping[str, Any], kind: str, level: str = WARNING) -> li
             )
         )
     issues.extend(_duplicates(data, kind, level))
+    issues.extend(invisible_issues(data, kind, level))
+    return issues
+
+
+# Characters a reader does not see but the teacher and the model do: zero-width ones, and the
+# bidirectional controls that make text display in another order than it is stored in
+# ("Trojan Source"): a reviewer approves one text and the build trains on another.
+_INVISIBLE = re.compile(
+    "[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
+
+
+def invisible_issues(data: Mapping[str, Any], kind: str, level: str = WARNING) -> list[Issue]:
+    """Zero-width and direction-changing characters in the file's texts, one issue per text."""
+    issues = []
+    for path, _role, text in _strings(data, kind):
+        found = sorted(set(_INVISIBLE.findall(text)))
+        if not found:
+            continue
+        names = ", ".join(
+            f"U+{ord(c):04X} {unicodedata.name(c, 'FORMAT CHARACTER')}" for c in found
+        )
+        issues.append(
+            Issue(
+                path,
+                f"`{yaml_path(path)}` contains invisible characters ({names})",
+                "delete them (retype the text): a reader does not see them, but the teacher "
+                "and the model do, and right-to-left controls make text read differently "
+                "from what it is",
+                "limits",
+                level,
+            )
+        )
     return issues
 
 

@@ -21,7 +21,8 @@ from labmake.taxonomy.findings import (
     describe_findings,
     path_finding,
 )
-from labmake.taxonomy.schema import KNOWLEDGE, kind_for
+from labmake.taxonomy.leaf_names import leaf_name_problem
+from labmake.taxonomy.schema import KIND_FOLDERS, KNOWLEDGE, kind_for
 
 QNA = "qna.yaml"
 TOP_FOLDERS = ("knowledge", "compositional_skills", "foundational_skills")
@@ -62,6 +63,10 @@ def find_leaves(root: Path) -> list[str]:
         )
     leaves, problems = scan(root, hidden=False)
     errors = [f for f in problems if f.level == ERROR]
+    for leaf in leaves:
+        named = leaf_name_problem(leaf) if leaf != "." else None
+        if named is not None:  # Snakemake would fail on it later, in its own words
+            errors.append(path_finding(root / leaf / QNA, *named, "security", ERROR))
     if errors:
         raise TaxonomyError(describe_findings(errors))
     return [leaf for leaf in leaves if leaf != "."]
@@ -88,7 +93,17 @@ def scan(root: Path, *, hidden: bool) -> tuple[list[str], list[Finding]]:
                 if problem is not None:
                     problems.append(problem)
                     continue
-            if entry.is_dir(follow_symlinks=False):
+            if entry.name == QNA and entry.is_dir(follow_symlinks=False):
+                problems.append(
+                    path_finding(
+                        path,
+                        "qna.yaml is a folder, not a file: this leaf is not read",
+                        "make qna.yaml a file (move what the folder holds elsewhere)",
+                        "yaml",
+                        ERROR,
+                    )
+                )
+            elif entry.is_dir(follow_symlinks=False):
                 stack.append((path, rel + (entry.name,)))
             elif entry.name == QNA:
                 leaves.append("/".join(rel) or ".")
@@ -151,14 +166,21 @@ def _symlink_problem(path: Path, root_real: Path) -> Finding | None:
 def knowledge_leaves(root: Path, leaves: Sequence[str]) -> list[str]:
     """The knowledge leaves among ``leaves`` (by folder, else by a ``document`` key).
 
-    A qna.yaml that does not parse counts as no knowledge leaf here: the seeds rule reports it.
+    A leaf under a kind folder is decided without reading its file; elsewhere a qna.yaml that
+    does not parse counts as no knowledge leaf here. Either way the seeds rule reports it.
     """
     out = []
     for leaf in leaves:
-        try:
-            data = yaml.safe_load((Path(root) / leaf / "qna.yaml").read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
-            continue
-        if kind_for(Path(leaf).parts, data) == KNOWLEDGE:
+        parts = Path(leaf).parts
+        if any(part in KIND_FOLDERS for part in parts):
+            # The folder decides: no need to read the file (thousands of leaves are parsed
+            # each time Snakemake reads the workflow).
+            data = None
+        else:
+            try:
+                data = yaml.safe_load((Path(root) / leaf / QNA).read_text(encoding="utf-8"))
+            except (OSError, yaml.YAMLError):
+                continue
+        if kind_for(parts, data) == KNOWLEDGE:
             out.append(leaf)
     return out

@@ -15,6 +15,7 @@ from typing import Any
 from labmake.core import artifacts
 from labmake.core.config import SeedsConfig, StudentConfig, TeacherConfig
 from labmake.taxonomy.chunking import chunk_tokens, gguf_token_counter
+from labmake.taxonomy.document_sources import DocumentSources
 from labmake.taxonomy.git_documents import read_documents
 from labmake.taxonomy.leaf import Leaf, load_leaf
 
@@ -29,11 +30,16 @@ def tokenizer_gguf(teacher: TeacherConfig, student: StudentConfig) -> Path:
     return resolve_gguf(teacher.gguf)
 
 
-def _documents(leaf: Leaf) -> list[tuple[dict[str, Any], str]]:
-    """(record, text) of each document, local files or a git repository at a commit."""
+def _documents(leaf: Leaf, sources: DocumentSources | None) -> list[tuple[dict[str, Any], str]]:
+    """(record, text) of each document, local files or a git repository at a commit (one that
+    ``sources``, params.yaml's taxonomy.document_sources, allows)."""
     if leaf.document_repo is not None:
         docs = read_documents(
-            leaf.qna_path, leaf.document_repo, leaf.document_commit or "", leaf.document_patterns
+            leaf.qna_path,
+            leaf.document_repo,
+            leaf.document_commit or "",
+            leaf.document_patterns,
+            sources,
         )
         return [
             (
@@ -56,12 +62,16 @@ def _documents(leaf: Leaf) -> list[tuple[dict[str, Any], str]]:
 
 
 def leaf_record(
-    leaf: Leaf, cfg: SeedsConfig, count_tokens: Callable[[str], int] | None
+    leaf: Leaf,
+    cfg: SeedsConfig,
+    count_tokens: Callable[[str], int] | None,
+    sources: DocumentSources | None = None,
 ) -> dict[str, Any]:
-    """``count_tokens`` measures chunks; it may be None for a leaf without documents."""
+    """``count_tokens`` measures chunks; it may be None for a leaf without documents.
+    ``sources``: where git documents may come from (None: public https repositories)."""
     documents = []
     chunks: list[str] = []
-    for record, text in _documents(leaf):
+    for record, text in _documents(leaf, sources):
         documents.append(record)
         if count_tokens is None:
             raise ValueError(f"{leaf.qna_path}: documents need a tokenizer to be chunked")
@@ -89,6 +99,7 @@ def run(
     teacher: TeacherConfig,
     student: StudentConfig,
     out: Path,
+    sources: DocumentSources | None = None,
 ) -> None:
     loaded = load_leaf(taxonomy_root, leaf)
     if loaded.kind == "knowledge" and not loaded.documents and loaded.document_repo is None:
@@ -100,4 +111,4 @@ def run(
     counter = None
     if loaded.kind == "knowledge":
         counter = gguf_token_counter(tokenizer_gguf(teacher, student))
-    artifacts.write_json(out, leaf_record(loaded, cfg, counter))
+    artifacts.write_json(out, leaf_record(loaded, cfg, counter, sources))

@@ -171,7 +171,10 @@ def _err(
 
 def parse(text: str) -> Parsed:
     """Parse like ``yaml.safe_load`` (same loader, same result), keeping the node graph."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # the reader refuses control characters up front
+        raise ReadError(_control_problem(text, exc)) from None
     try:
         try:
             node = loader.get_single_node()
@@ -257,6 +260,30 @@ def _syntax_problem(exc: yaml.MarkedYAMLError) -> Problem:
         "fix the YAML at this position (see https://yaml.org for the syntax)",
     )
     return Problem(f"YAML syntax error: {what}", hint, "yaml", *line_col(mark))
+
+
+# The control characters people meet: pasted from a terminal (ESC: colours, cursor moves) or
+# a chat (BEL), or left by an editor (backspace, form feed).
+_CONTROL_NAMES = {0x07: "BEL", 0x08: "backspace", 0x0C: "form feed", 0x1B: "ESC", 0x7F: "DEL"}
+
+
+def _control_problem(text: str, exc: yaml.reader.ReaderError) -> Problem:
+    """A character YAML does not allow in a file (a control character, mostly): where it is."""
+    at = exc.position if isinstance(exc.position, int) else 0
+    line = text.count("\n", 0, at) + 1
+    col = at - (text.rfind("\n", 0, at) + 1) + 1
+    code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+    name = _CONTROL_NAMES.get(code, "a control character")
+    escape = " (a terminal escape sequence)" if code == 0x1B else ""
+    return Problem(
+        f"the file contains the invisible character U+{code:04X} ({name}){escape}, which YAML "
+        "does not allow",
+        "delete it: retype the line, or copy the text from a plain-text source (it often comes "
+        "with text pasted from a terminal)",
+        "yaml",
+        line,
+        col,
+    )
 
 
 def _constructor_problem(exc: yaml.constructor.ConstructorError) -> Problem:

@@ -6,6 +6,10 @@ parameters, the rendered prompt, the seed, max_tokens and the stop strings. Each
 atomically the moment its completion arrives, so a ``kill -9`` loses at most the requests in
 flight, and a reader never sees half an entry. Entries never go stale: a changed input is a new
 key. Deleting the directory is always safe (it only costs teacher time).
+
+An entry is read back as untrusted: one whose fields have the wrong types (``"text": 12345``)
+is a miss, re-asked, with a warning, never an answer. A cache that cannot be written (a
+read-only folder, a full disk) stops the stage with one message saying so, not a traceback.
 """
 
 from __future__ import annotations
@@ -18,11 +22,25 @@ from pathlib import Path
 from typing import Any
 
 from labmake.core import artifacts
+from labmake.teacher.protocol import TeacherError
 
 log = logging.getLogger(__name__)
 
 # Bump when the key's recipe or the entry's layout changes: old entries then simply miss.
 FORMAT = 1
+# What each field of an entry must be (bool is not an int here: `seed: true` is damage).
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "text": (str,),
+    "finished": (bool,),
+    "teacher": (str,),
+    "prompt_sha256": (str,),
+    "seed": (int,),
+}
+_OPTIONAL = {"completion_tokens": (int,)}
+
+
+class CacheError(TeacherError):
+    """The request cache cannot be written; the message names the folder and the fix."""
 
 
 def request_key(
@@ -72,12 +90,41 @@ class RequestCache:
         if not isinstance(entry, dict) or entry.get("key") != key:
             log.warning("%s: teacher cache entry does not match its name, ignoring it", path)
             return None
+        wrong = _wrong_fields(entry)
+        if wrong:
+            log.warning(
+                "%s: teacher cache entry has %s of the wrong type, asking the teacher again",
+                path,
+                ", ".join(wrong),
+            )
+            return None
         self.hits += 1
         return entry
 
     def put(self, key: str, entry: Mapping[str, Any]) -> None:
-        artifacts.write_text_atomic(self._path(key), artifacts.dumps({**entry, "key": key}) + "\n")
+        path = self._path(key)
+        try:
+            artifacts.write_text_atomic(path, artifacts.dumps({**entry, "key": key}) + "\n")
+        except OSError as exc:
+            raise CacheError(
+                f"{self.directory}: cannot store a teacher answer in the request cache "
+                f"({exc.strerror or exc}); make the folder writable or free disk space "
+                "(deleting the folder is safe: it only costs teacher time). Answers stored "
+                "so far are kept; re-run to resume."
+            ) from None
         self.stores += 1
 
     def __len__(self) -> int:
         return sum(1 for _ in self.directory.glob("??/*.json")) if self.directory.is_dir() else 0
+
+
+def _wrong_fields(entry: Mapping[str, Any]) -> list[str]:
+    """The fields of a cache entry that are missing or not of their type."""
+    wrong = []
+    for name, types in [*_FIELDS.items(), *_OPTIONAL.items()]:
+        if name not in entry and name in _OPTIONAL:
+            continue
+        value = entry.get(name)
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            wrong.append(name)
+    return wrong

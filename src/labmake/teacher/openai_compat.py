@@ -1,6 +1,10 @@
 """The ``openai`` teacher: any OpenAI-compatible server (vLLM, llama.cpp's server, a hosted API).
 
-Requests go out concurrently (``teacher.concurrency`` threads), each with a timeout. Transient
+Requests go out concurrently (``teacher.concurrency`` threads). The server is not trusted: each
+request has one deadline, ``teacher.timeout_s``, for connecting and for every byte of the reply;
+a body is read up to a size cap (decompressed here, never past the cap); control characters
+and terminal escapes are removed from answers; and a server's own words reach a message or a
+log only redacted (:mod:`labmake.teacher.bounded`). Transient
 failures -- 408/429/5xx, timeouts, refused or dropped connections, bodies that are not the
 expected JSON -- are retried with exponential backoff (honouring ``Retry-After``), at most
 ``teacher.max_retries`` times; then a :class:`TeacherError` names the URL, what went wrong and
@@ -9,7 +13,9 @@ as a per-request error instead of stopping the build.
 
 The API key is read from the environment variable that ``teacher.api_key_env`` names. It is
 only ever put in the ``Authorization`` header: never in the identity, cache keys, records, logs
-or messages (the tests grep for it).
+or messages, even when a server echoes it back (the tests grep for it). A ``base_url`` with
+``user:password@`` is refused: those credentials would replace the key and be printed with the
+URL.
 
 Determinism depends on the server: the request's seed is sent, and servers that honour it
 (llama.cpp, vLLM) give the same text for the same request.
@@ -17,6 +23,7 @@ Determinism depends on the server: the request's seed is sent, and servers that 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -28,8 +35,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from labmake.core.config import TeacherConfig
+from labmake.teacher.bounded import BodyError, clean_answer, read_body, redact
 from labmake.teacher.protocol import Completion, OnDone, Request, TeacherError
 from labmake.teacher.registry import register
 
@@ -39,6 +48,7 @@ log = logging.getLogger(__name__)
 MAX_SERVER_STOPS = 4
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 REJECT_STATUS = {400, 413, 422}
+ERROR_BODY_BYTES = 8 << 10  # of an error reply: enough for its message
 
 
 def redact_url(url: str) -> str:
@@ -74,6 +84,12 @@ class OpenAITeacher:
                 "params.yaml: teacher.backend openai needs teacher.base_url (the server's API "
                 "root, e.g. http://127.0.0.1:8000/v1) and teacher.model (a model it serves)"
             )
+        if urlsplit(cfg.base_url).username is not None:
+            raise TeacherError(
+                f"params.yaml: teacher.base_url {redact_url(cfg.base_url)!r} carries a user "
+                "name or password (user:password@); remove it and put the key in an "
+                "environment variable named by teacher.api_key_env"
+            )
         self.cfg = cfg
         self.base_url = cfg.base_url.rstrip("/")
         self.url = f"{self.base_url}/{'chat/completions' if cfg.chat else 'completions'}"
@@ -87,7 +103,9 @@ class OpenAITeacher:
             "temperature": cfg.temperature,
             "top_p": cfg.top_p,
         }
-        self._headers = {"Content-Type": "application/json"}
+        # Ask for a plain body; one compressed anyway is inflated by read_body, within its cap.
+        self._headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+        self._secrets: tuple[str, ...] = ()
         if cfg.api_key_env:
             key = os.environ.get(cfg.api_key_env)
             if not key:
@@ -96,6 +114,7 @@ class OpenAITeacher:
                     f"environment variable is not set; export {cfg.api_key_env}=<your key>"
                 )
             self._headers["Authorization"] = f"Bearer {key}"
+            self._secrets = (key,)
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
@@ -140,7 +159,7 @@ class OpenAITeacher:
         text = choice["message"]["content"] if self.cfg.chat else choice["text"]
         if not isinstance(text, str):
             raise TypeError("text is not a string")
-        text, stopped = _cut_at_stops(text, request.stop)
+        text, stopped = _cut_at_stops(clean_answer(text), request.stop)
         usage = payload.get("usage") or {}
         tokens = usage.get("completion_tokens", 0) if isinstance(usage, dict) else 0
         return Completion(
@@ -150,24 +169,48 @@ class OpenAITeacher:
         )
 
     def _attempt(self, request: Request) -> Completion:
+        timeout = self.cfg.timeout_s
+        deadline = time.monotonic() + timeout  # connecting and every byte of the reply
         try:
             response = self._session().post(
-                self.url, json=self._body(request), timeout=self.cfg.timeout_s
+                self.url, json=self._body(request), timeout=timeout, stream=True
             )
         except requests.Timeout:
-            raise _Transient(f"no answer within {self.cfg.timeout_s:g} s") from None
+            raise _Transient(f"no answer within {timeout:g} s") from None
         except requests.ConnectionError as exc:
             kind = type(exc.__context__ or exc).__name__
             raise _Transient(f"connection failed or dropped ({kind})") from None
-        status = response.status_code
+        with response:
+            status = response.status_code
+            cap = None if status == 200 else ERROR_BODY_BYTES
+            try:
+                body = self._read(response, deadline, cap)
+            except BodyError as exc:
+                if status != 200:  # the status says enough; its body is not worth waiting for
+                    body = b""
+                else:
+                    raise _Transient(f"{exc} (teacher.timeout_s is {timeout:g} s)") from None
         if status == 200:
             try:
-                return self._parse(response.json(), request)
+                return self._parse(json.loads(body), request)
             except (ValueError, KeyError, IndexError, TypeError, AttributeError):
                 raise _Transient("malformed response body (not an OpenAI completion)") from None
-        snippet = response.text[:200].replace("\n", " ")
+        return self._refusal(status, body, response.headers.get("Retry-After"))
+
+    def _read(self, response: requests.Response, deadline: float, cap: int | None) -> bytes:
+        try:
+            if cap is None:
+                return read_body(response, deadline)
+            return read_body(response, deadline, cap * 64, what="error reply")[:cap]
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            kind = type(exc).__name__
+            raise BodyError(f"the reply broke off ({kind})") from None
+
+    def _refusal(self, status: int, body: bytes, retry_after: str | None) -> Completion:
+        """A non-200 reply: retried, a per-request error, or the build stops with the fix."""
+        snippet = redact(body.decode("utf-8", "replace"), self._secrets)[:200]
         if status in RETRY_STATUS:
-            raise _Transient(f"HTTP {status}", _retry_after(response.headers.get("Retry-After")))
+            raise _Transient(f"HTTP {status}", _retry_after(retry_after))
         if status in REJECT_STATUS:
             return Completion(text="", finished=False, error=f"HTTP {status}: {snippet}")
         if status in (401, 403):

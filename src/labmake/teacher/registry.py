@@ -62,11 +62,22 @@ def names() -> list[str]:
     return sorted(_FACTORIES)
 
 
-def open_teacher(cfg: TeacherConfig) -> Teacher:
-    """Start the teacher that params.yaml names."""
+def backend_problem(cfg: TeacherConfig, key: str = "teacher") -> str | None:
+    """Why the section at ``key`` (teacher, evaluate.judge) names no known backend, or None.
+
+    The schema cannot list the backends (plugins, named in ``LABMAKE_TEACHER_PLUGINS``, add
+    theirs), so the CLI asks this before a build starts, and :func:`open_teacher` before a
+    stage uses one."""
     known = names()
-    factory = _FACTORIES.get(cfg.backend)
-    if factory is None:
-        choices = " or ".join([", ".join(known[:-1]), known[-1]] if len(known) > 1 else known)
-        raise TeacherError(f"params.yaml: unknown teacher.backend {cfg.backend!r}; use {choices}")
-    return factory(cfg)
+    if cfg.backend in _FACTORIES:
+        return None
+    choices = " or ".join([", ".join(known[:-1]), known[-1]] if len(known) > 1 else known)
+    return f"params.yaml: unknown {key}.backend {cfg.backend!r}; use {choices}"
+
+
+def open_teacher(cfg: TeacherConfig, key: str = "teacher") -> Teacher:
+    """Start the teacher that params.yaml names at ``key``."""
+    problem = backend_problem(cfg, key)
+    if problem is not None:
+        raise TeacherError(problem)
+    return _FACTORIES[cfg.backend](cfg)

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from labmake.core import safety
 from labmake.core.config import TeacherConfig
 from labmake.teacher.protocol import Completion, Request
 from labmake.teacher.registry import register
@@ -84,6 +85,35 @@ def _judge(prompt: str) -> Completion:
     return Completion(text=f" {1 + round(9 * overlap)}\n", finished=True)
 
 
+# Test-only safety judge (labmake.sdg's judge_safety.j2 starts with this header): the
+# deterministic layer's category for the last <text>, else "safe", and one reply in twenty that
+# is no verdict (kept by default). It removes only what the detectors would: a build's training
+# data is the same with the judge on or off, so the judge's path is tested without changing
+# what the tiny student learns.
+SAFETY_HEADER = "Safety review."
+
+
+def _safety_verdict(prompt: str, rng: random.Random) -> Completion:
+    text = prompt.rsplit("<text>", 1)[-1].split("</text>", 1)[0]
+    policy = safety.load()
+    category = safety.first_category(safety.scan(text, policy), policy)
+    if category is None:
+        category = "unsure" if rng.random() < 0.05 else "safe"
+    return Completion(text=f" {category}\n", finished=True)
+
+
+def _last(prompt: str, tag: str) -> str:
+    """The value of the prompt's last closed ``<tag>...</tag>`` ("" when it has none)."""
+    found = re.findall(f"<{tag}>(.*?)</{tag}>", prompt, flags=re.S)
+    return found[-1].strip() if found else ""
+
+
+# A test leaf whose task description holds this word gets nothing usable from the fake teacher
+# (empty completions): the workflow tests build it to see a leaf that yields nothing flagged
+# while the other leaves train.
+SILENT = "zorblat-silent"
+
+
 def _sdg_answer(request: Request) -> Completion | None:
     """labmake.sdg's one-item prompts: verdicts, 1-5 scores, open answers and multiple-choice
     wrong options; None otherwise.
@@ -93,19 +123,21 @@ def _sdg_answer(request: Request) -> Completion | None:
     """
     rng = random.Random(f"sdg\x1f{request.seed}\x1f{request.prompt}")
     tail = request.prompt.rstrip().rsplit("\n", 1)[-1]
+    if tail == "Verdict:" and request.prompt.startswith(SAFETY_HEADER):
+        return _safety_verdict(request.prompt, rng)
     if tail == "Verdict:":
         return Completion(text=" no\n" if rng.random() < 0.2 else " yes\n", finished=True)
-    if tail == "Score:" and "\nReply:" in request.prompt:
+    if tail == "Score:" and "<answer>" in request.prompt:
         return Completion(text=f" {rng.choice([2, 3, 4, 5, 5])}\n", finished=True)
-    if tail == "Wrong:":
+    if tail == "<wrong>":
         return _wrong_options(request.prompt, rng)
-    if tail.startswith("A:"):
+    if tail.endswith("<answer>"):
         # An open answer to the question just asked, built from its words and the prompt's.
-        question = request.prompt.rstrip().rsplit("\nQ:", 1)[-1].split("\n", 1)[0]
+        question = _last(request.prompt, "question")
         words = sorted(set(_WORD.findall(request.prompt))) or ["thing"]
         topic = " ".join(_WORD.findall(question)[-3:]) or "it"
         answer = f"About {topic.lower()}: {rng.choice(words)} and {rng.choice(words)} fit here."
-        return Completion(text=f" {answer}\n---\n", finished=True)
+        return Completion(text=f"{answer}</answer>\n", finished=True)
     return None
 
 
@@ -114,7 +146,7 @@ def _wrong_options(prompt: str, rng: random.Random) -> Completion:
     words of its right answer. One time in five none at all (the stage then fills the question
     from its leaf), and one time in three the right answer slips in (the options rule drops it).
     """
-    answer = prompt.rstrip().rsplit("\nA:", 1)[-1].split("\n", 1)[0].strip()
+    answer = _last(prompt, "answer")
     words = sorted({w.lower() for w in _WORD.findall(answer)}) or ["thing"]
     if rng.random() < 0.2:
         return Completion(text="\n", finished=True)
@@ -123,7 +155,7 @@ def _wrong_options(prompt: str, rng: random.Random) -> Completion:
     ]
     if rng.random() < 0.33:
         options.insert(rng.randrange(len(options) + 1), f"- {answer}")
-    return Completion(text="\n" + "\n".join(options) + "\n---\n", finished=True)
+    return Completion(text="\n" + "\n".join(options) + "\n</wrong>\n", finished=True)
 
 
 class FakeTeacher:
@@ -144,27 +176,32 @@ class FakeTeacher:
             return sdg
         if request.prompt.rstrip().endswith(JUDGE_MARKER):
             return _judge(request.prompt)
+        if SILENT in request.prompt:
+            return Completion(text="", finished=True)
         rng = random.Random(f"{request.seed}\x1f{request.prompt}")
         # The material to ground answers in: the last document of a knowledge prompt, else the
         # whole prompt.
-        source = request.prompt.rsplit("Document:", 1)[-1]
+        source = request.prompt.rsplit("<document>", 1)[-1].split("</document>", 1)[0]
+        source = re.sub(r"</?[a-z]+>", "\n", source)  # its words, not the prompt's tags
         sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", source) if len(s.split()) >= 4]
         words = sorted(set(_WORD.findall(source))) or ["example", "sample", "thing"]
-        grounded = request.prompt.rstrip().endswith("Context:")
+        grounded = request.prompt.rstrip().endswith("<context>")
         items = []
         for _ in range(3):
             a, b = rng.sample(words, 2) if len(words) >= 2 else (words[0], words[0])
             answer = rng.choice(sentences) if sentences else f"{a} goes with {b}."
             question = f"How does {a.lower()} relate to {b.lower()} here?"
-            item = f"Q: {question}\nA: {answer}"
+            item = f"<question>{question}</question>\n<answer>{answer}</answer>"
             if grounded:
-                item = f"Context:\n{' '.join(rng.sample(words, min(12, len(words))))}.\n{item}"
+                context = " ".join(rng.sample(words, min(12, len(words))))
+                item = f"<context>\n{context}.\n</context>\n{item}"
             items.append(item)
         items.append(items[0])  # an exact repeat, for the dedup filter
-        items.append("Q: a question the teacher never answered")  # malformed: no answer
-        text = "\n---\n".join(items) + "\n---\n"
-        # The prompt already ends with the first marker ("Q:" or "Context:"): continue after it.
-        marker = "Context:" if grounded else "Q:"
+        # malformed: no answer
+        items.append("<question>a question the teacher never answered</question>")
+        text = "\n\n".join(items) + "\n"
+        # The prompt already ends with the first open tag: continue after it.
+        marker = "<context>" if grounded else "<question>"
         return Completion(text=text[len(marker) :], finished=True)
 
     def close(self) -> None:

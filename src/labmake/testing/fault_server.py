@@ -7,6 +7,12 @@ answer made from the prompt and seed), ``500``, ``503``, ``429`` (with ``Retry-A
 requests meant to succeed), ``malformed`` (200 with a
 body that is not a completion) or ``drop`` (closes the connection without a word). Every request
 is recorded (body and whether an ``Authorization`` header came) for the test to inspect.
+
+Hostile servers: ``trickle`` (a good answer, one byte every ``trickle_s``), ``huge`` (200 and
+``huge_bytes`` of body with no Content-Length, until the client hangs up), ``gzip_bomb`` (a
+small gzip body that inflates to ``bomb_bytes``), ``echo_auth`` (404 whose body repeats the
+request's Authorization header) and ``control`` (an answer full of NUL bytes and terminal
+escapes). ``sent_bytes`` counts the body bytes the server managed to write.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import json
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,6 +55,10 @@ class FaultServer:
     authorized: list[bool] = field(default_factory=list)
     max_in_flight: int = 0  # the most requests it was answering at one time
     url: str = ""
+    trickle_s: float = 0.3
+    huge_bytes: int = 300 << 20
+    bomb_bytes: int = 400 << 20
+    sent_bytes: int = 0
     _in_flight: int = 0
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -100,6 +111,8 @@ class FaultServer:
                     self.connection.shutdown(socket.SHUT_RDWR)
                 elif fate == "429":
                     self._send(429, b'{"error": "slow down"}', {"Retry-After": "0"})
+                elif fate in _HOSTILE:
+                    _HOSTILE[fate](self, server, body)
                 elif fate.isdigit():
                     self._send(int(fate), json.dumps({"error": f"fault {fate}"}).encode())
                 else:
@@ -119,6 +132,78 @@ class FaultServer:
         finally:
             httpd.shutdown()
             httpd.server_close()
+
+
+def _headers(handler: Any, status: int, extra: dict[str, str]) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    for k, v in extra.items():
+        handler.send_header(k, v)
+    handler.end_headers()
+
+
+def _write(handler: Any, server: FaultServer, data: bytes) -> None:
+    handler.wfile.write(data)
+    handler.wfile.flush()
+    server.sent_bytes += len(data)
+
+
+def _trickle(handler: Any, server: FaultServer, body: dict[str, Any]) -> None:
+    payload = json.dumps(_completion(body)).encode()
+    _headers(handler, 200, {"Content-Length": str(len(payload))})
+    for i in range(len(payload)):
+        _write(handler, server, payload[i : i + 1])
+        time.sleep(server.trickle_s)
+
+
+def _huge(handler: Any, server: FaultServer, _body: dict[str, Any]) -> None:
+    handler.close_connection = True  # no Content-Length: the body ends when the server hangs up
+    _headers(handler, 200, {})
+    block = b'{"choices": [{"text": "' + b"x" * (1 << 20)
+    sent = 0
+    while sent < server.huge_bytes:
+        _write(handler, server, block)
+        sent += len(block)
+
+
+def _gzip_bomb(handler: Any, server: FaultServer, _body: dict[str, Any]) -> None:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = b"0" * (1 << 20)
+    payload = b"".join(packer.compress(zeros) for _ in range(server.bomb_bytes >> 20))
+    payload += packer.flush()
+    _headers(handler, 200, {"Content-Encoding": "gzip", "Content-Length": str(len(payload))})
+    _write(handler, server, payload)
+
+
+def _echo_auth(handler: Any, server: FaultServer, _body: dict[str, Any]) -> None:
+    echoed = handler.headers.get("Authorization", "")
+    payload = json.dumps({"error": "no such route", "request": {"Authorization": echoed}})
+    payload += f" (you sent Authorization: {echoed})"
+    data = payload.encode()
+    _headers(handler, 404, {"Content-Length": str(len(data))})
+    _write(handler, server, data)
+
+
+def _control(handler: Any, server: FaultServer, body: dict[str, Any]) -> None:
+    completion = _completion(body)
+    choice = completion["choices"][0]
+    dirty = " \x1b[31mred\x1b[0m answer\x00 with\x07 bell\x1b]0;title\x07 and\r\ttab\x7f"
+    if "message" in choice:
+        choice["message"]["content"] = dirty
+    else:
+        choice["text"] = dirty
+    data = json.dumps(completion).encode()
+    _headers(handler, 200, {"Content-Length": str(len(data))})
+    _write(handler, server, data)
+
+
+_HOSTILE = {
+    "trickle": _trickle,
+    "huge": _huge,
+    "gzip_bomb": _gzip_bomb,
+    "echo_auth": _echo_auth,
+    "control": _control,
+}
 
 
 def _completion(body: dict[str, Any]) -> dict[str, Any]:

@@ -9,14 +9,16 @@ on stops with a message that says which knob to turn.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labmake.core.artifacts import sha256_file
+from labmake.core import paths
+from labmake.core.artifacts import read_json, read_jsonl, sha256_file
 from labmake.core.config import PhaseConfig
 from labmake.core.hashing import derive_seed
 from labmake.training.data import (
@@ -50,6 +52,7 @@ class PhaseRun:
     over_length: str
     resume_dir: Path
     evaluation_items: Path | None
+    retention_reference: Path | None = None  # read when the phase's retention_weight > 0
 
 
 @dataclass
@@ -59,6 +62,32 @@ class PhaseSamples:
     evaluation: list[Sample]  # the evaluation items (select_by: evaluation), else none
     evaluation_entry: dict[str, Any] | None  # their path, sha256 and count, for provenance
     stats: DataStats
+    heldout_earlier: list[Sample] = field(default_factory=list)  # earlier phases' held-out
+    reference: list[dict[str, Any]] = field(default_factory=list)  # retention reference
+
+
+def _key(record: dict[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True)
+
+
+def earlier_heldout(run: PhaseRun) -> list[dict[str, Any]]:
+    """The records the earlier phases held out of the datasets this phase replays: split
+    again exactly as each of them split its dataset (same records, fraction and seed)."""
+    replayed = {sha256_file(Path(p)): Path(p) for p in run.replay}
+    held: dict[str, dict[str, Any]] = {}
+    for parent in run.parent_dirs:
+        done = Path(parent) / Path(paths.CHECKPOINT_DONE).name
+        if not done.is_file():
+            continue
+        record = read_json(done)
+        source = replayed.get(record.get("dataset", {}).get("sha256"))
+        phase = record.get("phase", {})
+        if source is None or not phase.get("heldout_fraction"):
+            continue
+        rng = random.Random(derive_seed(run.seed, "heldout", phase["name"]))
+        _, theirs = split_heldout(read_dataset(source), phase["heldout_fraction"], rng)
+        held.update((_key(r), r) for r in theirs)
+    return [held[k] for k in sorted(held)]
 
 
 def read_records(
@@ -66,7 +95,8 @@ def read_records(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], DataStats]:
     """(training records with the replayed ones after them, held-out records, counts so far).
 
-    The replayed records are drawn from ``rng``, the phase's generator."""
+    The replayed records are drawn from ``rng``, the phase's generator, never among the
+    records an earlier phase held out (:func:`earlier_heldout`)."""
     phase = run.phase
     records = read_dataset(run.dataset)
     if not records:
@@ -82,7 +112,8 @@ def read_records(
         phase.heldout_fraction,
         random.Random(derive_seed(run.seed, "heldout", phase.name)),
     )
-    pool = [r for path in run.replay for r in read_dataset(Path(path))]
+    kept_out = {_key(r) for r in earlier_heldout(run)}
+    pool = [r for path in run.replay for r in read_dataset(Path(path)) if _key(r) not in kept_out]
     wanted = round(phase.replay_ratio * len(own))
     replayed = draw_replay(pool, wanted, rng)
     if wanted and not pool:
@@ -109,6 +140,7 @@ def encode_samples(
     heldout = prepare_samples(tokenizer, held, run.max_seq_len, stats, **prep)
     stats.used, stats.heldout = len(samples), len(heldout)
     evaluation, evaluation_entry = evaluation_samples(run.phase, tokenizer, run.evaluation_items)
+    earlier = prepare_samples(tokenizer, earlier_heldout(run), run.max_seq_len, None, **prep)
     log.info(
         "phase %s: %d records (%d held out) + %d replayed -> %d training samples; over "
         "max_seq_len=%d: %d dropped, %d truncated; %d without an assistant turn dropped",
@@ -130,7 +162,17 @@ def encode_samples(
             "train.max_seq_len in params.yaml, set train.over_length: truncate, or shorten the "
             "samples (filter.max_answer_words)"
         )
-    return PhaseSamples(samples, heldout, evaluation, evaluation_entry, stats)
+    reference = (
+        read_jsonl(run.retention_reference)
+        if run.retention_reference and run.phase.retention_weight > 0
+        else []
+    )
+    if run.phase.retention_weight > 0 and not reference:
+        raise TrainError(
+            f"phase '{run.phase.name}': retention_weight needs the retention reference "
+            f"({paths.RETENTION_REFERENCE}); set retention_weight: 0 or build it"
+        )
+    return PhaseSamples(samples, heldout, evaluation, evaluation_entry, stats, earlier, reference)
 
 
 def evaluation_samples(

@@ -171,7 +171,14 @@ def worker(spec_path: Path) -> None:
     with logs.stage(log_file, "train", spec["threads"], append=True, level=level):
         phase = section(PhaseConfig, spec["phase"], "train.phases")
         kwargs = dict(spec["kwargs"])
-        for key in ("base_dir", "dataset", "out_dir", "resume_dir", "evaluation_items"):
+        for key in (
+            "base_dir",
+            "dataset",
+            "out_dir",
+            "resume_dir",
+            "evaluation_items",
+            "retention_reference",
+        ):
             if kwargs.get(key) is not None:
                 kwargs[key] = Path(kwargs[key])
         for key in ("parent_dirs", "replay"):

@@ -21,6 +21,7 @@ import torch
 
 from labmake.core.config import PhaseConfig
 from labmake.training.data import Sample, make_batch, to_device
+from labmake.training.drift import drift, mean_kl
 from labmake.training.loss import evaluation_nll, heldout_loss, label_count, loss_at_labels
 from labmake.training.resume import Progress, ResumeStore, load_trainable, trainable_state
 
@@ -28,7 +29,11 @@ log = logging.getLogger(__name__)
 
 MAX_GRAD_NORM = 1.0
 # The score each ``select_by`` setting picks the checkpoint on, as it is named in the metrics.
-SELECT_KEYS = {"heldout_loss": "heldout_loss", "evaluation": "evaluation_nll"}
+SELECT_KEYS = {
+    "heldout_loss": "heldout_loss",
+    "heldout_all": "heldout_all_loss",
+    "evaluation": "evaluation_nll",
+}
 
 
 def mixed_precision(device: torch.device) -> str:
@@ -57,12 +62,15 @@ class StepStats:
     loss: float  # mean cross-entropy over the step's labelled tokens
     loss_tokens: int
     input_tokens: int  # non-padding tokens seen
+    learning_rate: float = 0.0  # the rate this step's update used
 
 
 @dataclass
 class TrainResult:
     history: list[StepStats]
-    evals: list[dict[str, Any]]  # {"step", "heldout_loss"[, "evaluation_nll"]} per checkpoint
+    # per checkpoint: {"step", "heldout_loss"[, "heldout_earlier_loss", "heldout_all_loss",
+    # "retention_kl", "evaluation_nll", "score"]}
+    evals: list[dict[str, Any]]
     chosen_step: int  # the step whose weights the model holds on return
     resumed_from: int  # the step a saved state was resumed at; 0 for a fresh start
 
@@ -101,6 +109,15 @@ class _Loop:
     select_key: str  # the score that picks the checkpoint (SELECT_KEYS)
 
 
+@dataclass(frozen=True)
+class Scored:
+    """What a checkpoint is scored on, besides its own held-out records."""
+
+    heldout_earlier: Sequence[Sample] = ()  # the earlier phases' held-out records
+    evaluation: Sequence[Sample] = ()  # the evaluation items (select_by: evaluation)
+    reference: Sequence[dict[str, Any]] = ()  # the retention reference (retention_weight > 0)
+
+
 def train(
     model: Any,
     samples: Sequence[Sample],
@@ -114,6 +131,8 @@ def train(
     accelerator: Any | None = None,
     resume: ResumeStore | None = None,
     on_step: Callable[[int, StepStats], None] | None = None,
+    scored: Scored | None = None,
+    on_eval: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Run the planned optimizer steps on the trainable weights of ``model``.
 
@@ -121,7 +140,9 @@ def train(
     ``heldout`` (and, with ``phase.select_by: evaluation``, the evaluation score on
     ``evaluation``) is taken and, with ``resume``, the whole state saved. On return the model
     holds the weights of the best checkpoint by ``phase.select_by`` (the last step when there is
-    nothing to score). A state found in ``resume`` is restored first and training continues
+    nothing to score). ``scored`` adds the earlier phases' held-out records (``select_by:
+    heldout_all``) and the retention reference (``retention_weight``); ``on_eval`` sees each
+    checkpoint's scores. A state found in ``resume`` is restored first and training continues
     from it; the result is the same, bit for bit, as a run never stopped.
 
     With several processes (a distributed launch) each step's samples are shared out by
@@ -130,12 +151,15 @@ def train(
     """
     loop = _start(model, phase, accelerator or make_accelerator(), resume, len(plan))
     checkpoints = checkpoint_steps(len(plan), phase.checkpoint_every)
+    scored = dataclasses.replace(scored or Scored(), evaluation=evaluation)
     for step in range(loop.progress.step + 1, len(plan) + 1):
         stats = _optimizer_step(loop, samples, plan[step - 1], pad_id=pad_id, packing=packing)
         loop.progress.step = step
         loop.progress.history.append(dataclasses.asdict(stats))
         if step in checkpoints:
-            _checkpoint(loop, step, phase, heldout=heldout, evaluation=evaluation, resume=resume)
+            entry = _checkpoint(loop, step, phase, heldout=heldout, scored=scored, resume=resume)
+            if on_eval and entry:
+                on_eval(entry)
         if on_step:
             on_step(step, stats)
     return _finish(loop, len(plan))
@@ -191,6 +215,7 @@ def _optimizer_step(
     # Normalise by the whole step's token count (all processes) so grad_accum and the
     # number of processes give the same gradient as one big batch.
     step_tokens = sum(label_count(samples[i]) for idx in step_plan for i in idx)
+    learning_rate = float(loop.sched.get_last_lr()[0])
     local = torch.zeros(2, dtype=torch.float64)  # this process's loss sum, input tokens
     share = process_share(step_plan, rank, world)
     for k, idx in enumerate(share):
@@ -213,6 +238,7 @@ def _optimizer_step(
         loss=float(local[0]) / step_tokens,
         loss_tokens=step_tokens,
         input_tokens=int(local[1]),
+        learning_rate=learning_rate,
     )
 
 
@@ -238,20 +264,22 @@ def _checkpoint(
     phase: PhaseConfig,
     *,
     heldout: Sequence[Sample],
-    evaluation: Sequence[Sample],
+    scored: Scored,
     resume: ResumeStore | None,
-) -> None:
+) -> dict[str, Any] | None:
     """At a checkpoint step: score the weights, remember them if they are the best so far, and
-    save the whole state for resuming."""
+    save the whole state for resuming. Returns the scores (None when nothing is scored)."""
     accelerator, progress = loop.accelerator, loop.progress
-    scored = evaluation if phase.select_by == "evaluation" else heldout
-    if scored:
-        entry = _scores(loop, step, phase, heldout=heldout, evaluation=evaluation)
+    selects = {
+        "evaluation": scored.evaluation,
+        "heldout_all": [*heldout, *scored.heldout_earlier],
+    }.get(phase.select_by, heldout)
+    entry = None
+    if selects:
+        entry = _scores(loop, step, phase, heldout=heldout, scored=scored)
         progress.evals.append(entry)
-        value = entry[loop.select_key]
-        if progress.best_step is None or value < _eval_at(
-            progress, progress.best_step, loop.select_key
-        ):
+        best = progress.best_step
+        if best is None or entry["score"] < _eval_at(progress, best, loop.select_key):
             progress.best_step = step
             loop.best = trainable_state(accelerator.unwrap_model(loop.model))
         log.info(
@@ -265,6 +293,7 @@ def _checkpoint(
             model = accelerator.unwrap_model(loop.model)
             resume.save(progress, model, loop.optimizer, loop.scheduler, loop.best)
         accelerator.wait_for_everyone()
+    return entry
 
 
 def _scores(
@@ -273,23 +302,41 @@ def _scores(
     phase: PhaseConfig,
     *,
     heldout: Sequence[Sample],
-    evaluation: Sequence[Sample],
+    scored: Scored,
 ) -> dict[str, Any]:
-    """The checkpoint's scores, rounded as stored, so a resumed run compares the same numbers."""
+    """The checkpoint's scores, rounded as stored, so a resumed run compares the same numbers;
+    ``score`` is the one that picks the checkpoint (lower is better)."""
     entry: dict[str, Any] = {"step": step}
+    acc = loop.accelerator
     if heldout:
-        entry["heldout_loss"] = round(
-            heldout_loss(loop.model, heldout, accelerator=loop.accelerator), 6
+        entry["heldout_loss"] = round(heldout_loss(loop.model, heldout, accelerator=acc), 6)
+    if scored.heldout_earlier:
+        entry["heldout_earlier_loss"] = round(
+            heldout_loss(loop.model, scored.heldout_earlier, accelerator=acc), 6
         )
+    if phase.select_by == "heldout_all":
+        # The phase's own data and the earlier phases' data weigh the same, however many
+        # records each has: forgetting one cannot hide behind learning the other.
+        parts = [entry[k] for k in ("heldout_loss", "heldout_earlier_loss") if k in entry]
+        entry["heldout_all_loss"] = round(sum(parts) / len(parts), 6)
     if phase.select_by == "evaluation":
         entry["evaluation_nll"] = round(
-            evaluation_nll(loop.model, evaluation, accelerator=loop.accelerator), 6
+            evaluation_nll(loop.model, scored.evaluation, accelerator=acc), 6
         )
+    score = entry[loop.select_key]
+    if scored.reference and phase.retention_weight > 0:
+        entry["retention_kl"] = round(
+            mean_kl(drift(loop.model, scored.reference, accelerator=acc)), 6
+        )
+        score += phase.retention_weight * entry["retention_kl"]
+    entry["score"] = round(score, 6)
     return entry
 
 
-def _eval_at(progress: Progress, step: int, key: str) -> float:
-    return next(e[key] for e in progress.evals if e["step"] == step)
+def _eval_at(progress: Progress, step: int, select_key: str) -> float:
+    """A checkpoint's ``score`` (a state saved before scores had one: its ``select_key``)."""
+    entry = next(e for e in progress.evals if e["step"] == step)
+    return entry.get("score", entry[select_key])
 
 
 def _finish(loop: _Loop, n_steps: int) -> TrainResult:

@@ -135,6 +135,16 @@ def _selected_checkpoint(
         "by": select_key if chosen_eval else "last_step",
         "heldout_loss": chosen_eval.get("heldout_loss") if chosen_eval else None,
         "heldout_samples": samples.stats.heldout,
+        **{
+            key: chosen_eval[key]
+            for key in ("heldout_earlier_loss", "heldout_all_loss", "retention_kl", "score")
+            if chosen_eval and key in chosen_eval
+        },
+        **(
+            {"heldout_earlier_samples": len(samples.heldout_earlier)}
+            if samples.heldout_earlier
+            else {}
+        ),
         **(
             {
                 "evaluation_nll": chosen_eval["evaluation_nll"] if chosen_eval else None,

@@ -33,9 +33,17 @@ from labmake import __version__
 from labmake.core.config import PhaseConfig
 from labmake.core.hashing import derive_seed
 from labmake.core.progress import track
+from labmake.core.tracking import open_run
 from labmake.training.data import plan_steps
 from labmake.training.inputs import PhaseRun, PhaseSamples, encode_samples, read_records
-from labmake.training.loop import SELECT_KEYS, StepStats, TrainResult, make_accelerator, train
+from labmake.training.loop import (
+    SELECT_KEYS,
+    Scored,
+    StepStats,
+    TrainResult,
+    make_accelerator,
+    train,
+)
 from labmake.training.outputs import (
     InputHashes,
     chosen_scores,
@@ -68,6 +76,8 @@ def run_phase(
     over_length: str = "drop",
     resume_dir: Path | None = None,
     evaluation_items: Path | None = None,
+    retention_reference: Path | None = None,
+    tracking: str | None = None,
 ) -> dict[str, Any]:
     """Train one phase from the base plus its parents; write ``out_dir``.
 
@@ -76,7 +86,10 @@ def run_phase(
     ``resume_dir`` (default: ``.resume/<out_dir's name>`` beside ``out_dir``) every
     ``checkpoint_every`` steps; a re-run after a crash resumes from it, and it is removed when
     the phase is done. With ``phase.select_by: evaluation``, ``evaluation_items`` (the
-    evaluation stage's build/data/eval.jsonl) scores every checkpoint. Run under a distributed
+    evaluation stage's build/data/eval.jsonl) scores every checkpoint; with a
+    ``retention_weight``, ``retention_reference`` (build/data/retention.jsonl) weighs the drift
+    from the base in. ``tracking`` (params.yaml's) logs every step to build/tracking/train-<phase>
+    (never an input of the weights). Run under a distributed
     launch (:mod:`labmake.training.launch`), every process calls this; the first one writes.
     Returns the metrics.
     """
@@ -95,11 +108,12 @@ def run_phase(
         over_length=over_length,
         resume_dir=resume_dir,
         evaluation_items=evaluation_items,
+        retention_reference=retention_reference,
     )
-    return _run_phase(run)
+    return _run_phase(run, tracking)
 
 
-def _run_phase(run: PhaseRun) -> dict[str, Any]:
+def _run_phase(run: PhaseRun, tracking: str | None = None) -> dict[str, Any]:
     """The phase's steps in order: records, student, samples, plan, training, outputs."""
     phase = run.phase
     phase_seed = derive_seed(run.seed, "train", phase.name)
@@ -118,7 +132,11 @@ def _run_phase(run: PhaseRun) -> dict[str, Any]:
     _log_setup(run, plan, trainable, accelerator)
     inputs = hash_inputs(run, samples)
     resume = ResumeStore(run.resume_dir, _fingerprint(run, inputs))
-    result = _train_with_progress(run, model, samples, plan, pad_id, accelerator, resume)
+    shown = accelerator.is_main_process  # one tracker when several processes train
+    with open_run(f"train-{phase.name}", tracking if shown else None) as tracker:
+        result = _train_with_progress(
+            run, model, samples, plan, pad_id, accelerator, resume, tracker
+        )
     metrics = phase_metrics(phase, result, stats, trainable)
     provenance = phase_provenance(
         run, result, inputs, samples, n_steps=len(plan), processes=accelerator.num_processes
@@ -188,9 +206,10 @@ def _train_with_progress(
     pad_id: int,
     accelerator: Any,
     resume: ResumeStore,
+    tracker: Any,
 ) -> TrainResult:
-    """:func:`labmake.training.loop.train` with a progress display (loss, tokens per second)
-    and the tests' kill switch after each step."""
+    """:func:`labmake.training.loop.train` with a progress display (loss, tokens per second),
+    the run's tracker and the tests' kill switch after each step."""
     started = time.monotonic()
     last = [started]
     kill_hook = _kill_hook()
@@ -204,6 +223,7 @@ def _train_with_progress(
             tps = s.input_tokens / max(now - last[0], 1e-9)
             last[0] = now
             advance(loss=f"{s.loss:.4f}", tok_s=f"{tps:.0f}")
+            tracker.scalars("train", {**dataclasses.asdict(s), "tokens_per_s": tps}, step)
             kill_hook(step)
 
         result = train(
@@ -218,7 +238,12 @@ def _train_with_progress(
             accelerator=accelerator,
             resume=resume,
             on_step=on_step,
+            scored=Scored(heldout_earlier=samples.heldout_earlier, reference=samples.reference),
+            on_eval=lambda e: tracker.scalars(
+                "checkpoint", {k: v for k, v in e.items() if k != "step"}, e["step"]
+            ),
         )
+    tracker.scalar("checkpoint/chosen_step", result.chosen_step, len(plan))
     _log_trained(run, result, len(plan), time.monotonic() - started)
     return result
 

@@ -101,12 +101,13 @@ def convert_gguf_to_hf(
 
 
 def _convert(gguf_path: Path, sha: str, out_dir: Path) -> None:
+    reader_meta = _gguf_summary(gguf_path)  # first: a broken file is said before torch loads
+
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from labmake.export.families import ExportError, family_for_gguf
 
-    reader_meta = _gguf_summary(gguf_path)
     arch = reader_meta["architecture"]
     try:  # refuse now what could not be exported after hours of training
         family = family_for_gguf(arch, str(gguf_path))
@@ -264,6 +265,7 @@ def _gguf_summary(path: Path) -> dict[str, Any]:
     from labmake.export import metadata
 
     try:
+        metadata.check_complete(path)  # a cut-off file is the file's fault, said as such
         meta = metadata.read_kv(path)
     except (metadata.GGUFMetadataError, OSError) as exc:
         raise StudentError(str(exc)) from None

@@ -4,8 +4,11 @@ Types: ``rows`` (the source: per chunk or per leaf, with few-shot examples), ``g
 teacher call that writes text), ``parse`` (read marked fields out of that text), ``judge``
 (a teacher call that writes a verdict, parsed to a score), ``overlap`` (share of a text's
 content words found in another column: a rule-based grounding score), ``filter`` (keep rows
-whose value is within bounds), ``dedup`` (exact duplicates of some columns), ``options`` (a
-multiple-choice question's wrong options, split and made distinct).
+whose value is within bounds), ``dedup`` (exact duplicates of some columns), ``rules`` (the
+filter stage's rules, before judges are paid for), ``options`` (a
+multiple-choice question's wrong options, split and made distinct), ``safety`` (the safety
+policy's deterministic detectors and lexicon) and ``safety_judge`` (the teacher, with the policy
+as its rubric).
 
 What blocks share (rows, Context, the Block base class, PipelineError) is in
 :mod:`labmake.sdg.blocks.base`; each family of blocks has its own module.
@@ -21,7 +24,14 @@ from labmake.sdg.blocks.generate import GenerateBlock
 from labmake.sdg.blocks.judge import JudgeBlock
 from labmake.sdg.blocks.options import OptionsBlock
 from labmake.sdg.blocks.rows import RowsBlock
-from labmake.sdg.blocks.transform import DedupBlock, FilterBlock, OverlapBlock, ParseBlock
+from labmake.sdg.blocks.safety import SafetyBlock, SafetyJudgeBlock
+from labmake.sdg.blocks.transform import (
+    DedupBlock,
+    FilterBlock,
+    OverlapBlock,
+    ParseBlock,
+    RulesBlock,
+)
 
 REGISTRY: dict[str, type[Block]] = {
     cls.type: cls
@@ -33,7 +43,10 @@ REGISTRY: dict[str, type[Block]] = {
         OverlapBlock,
         FilterBlock,
         DedupBlock,
+        RulesBlock,
         OptionsBlock,
+        SafetyBlock,
+        SafetyJudgeBlock,
     )
 }
 
@@ -41,7 +54,7 @@ REGISTRY: dict[str, type[Block]] = {
 def make(spec: Any, where: str) -> Block:
     if not isinstance(spec, dict) or "name" not in spec or "type" not in spec:
         raise PipelineError(f"{where}: each block is a mapping with a name and a type")
-    if spec["type"] not in REGISTRY:
+    if not isinstance(spec["type"], str) or spec["type"] not in REGISTRY:
         raise PipelineError(
             f"{where}: unknown block type {spec['type']!r}; known: {sorted(REGISTRY)}"
         )

@@ -40,6 +40,19 @@ class Context:
     dry: bool = False  # plan only: no teacher; every row survives with typical values
     log: list[Request] = field(default_factory=list)  # dry runs: the requests it would send
     counts: Counts | None = None  # None: count names are generate.* keys
+    # Tokens of a text as the teacher counts them (an estimate when planning): budgets from the
+    # leaf's own seed lengths, within n_ctx.
+    count_tokens: Callable[[str], int] = lambda text: len(text) // 4 + 1
+    n_ctx: int = 2048
+    # Rounds: the samples (per chunk or per leaf) the rows block makes this round, as
+    # (first sample index, how many); None: the first round, the pipeline's own count.
+    window: tuple[int, int] | None = None
+    # Rounds: what each dedup block has seen in earlier rounds (block name -> keys).
+    seen: dict[str, set[tuple[str, ...]]] = field(default_factory=dict)
+    # The filter stage's rules with what the leaf's earlier rounds had accepted
+    # (labmake.sdg.accept.Acceptor); None outside the generate stage: a rules block passes all.
+    acceptor: Any = None
+    _longest: dict[tuple[str, ...], int] = field(default_factory=dict)
 
     def count_root(self) -> Counts:
         return self.counts or ("generate", self.gen)
@@ -56,15 +69,26 @@ class Context:
             "task_description": self.seeds.get("task_description") or "",
         }
 
-    def typical(self, marker: str) -> str:
-        """A stand-in for a value the teacher would write (dry runs price prompts with it)."""
-        examples = self.seeds["seed_examples"]
-        first = examples[0] if examples else {"question": "", "answer": "", "context": ""}
-        if marker == "Q":
-            return str(first["question"])
-        if marker == "Context":
-            return str(first.get("context") or first["answer"])
-        return str(first["answer"])
+    def typical(self, name: str) -> str:
+        """A stand-in for a value the teacher would write (dry runs price prompts with it): the
+        leaf's longest seed value of that field, so a plan never under-prices a prompt."""
+        examples = self.seeds["seed_examples"] or [{"question": "", "answer": "", "context": ""}]
+        if name not in ("question", "answer", "context"):
+            name = "answer"
+        values = [str(e.get(name) or e["answer"]) for e in examples]
+        return max(values, key=len)
+
+    def longest(self, fields: tuple[str, ...]) -> int:
+        """Tokens of the leaf's longest seed example in ``fields`` (summed over the fields)."""
+        if fields not in self._longest:
+            self._longest[fields] = max(
+                (
+                    sum(self.count_tokens(str(e.get(f) or "")) for f in fields)
+                    for e in self.seeds["seed_examples"]
+                ),
+                default=0,
+            )
+        return self._longest[fields]
 
 
 def reject(row: Row, block: str, reason: str) -> Row:
@@ -72,8 +96,23 @@ def reject(row: Row, block: str, reason: str) -> Row:
     return {**row, "_rejected_by": block, "_reason": reason}
 
 
+# Teacher requests one count may ask for. Real counts are tens; a typo of 100000000 would
+# have `labmake plan` render that many prompts (hanging) and a build send them.
+MAX_COUNT = 10_000
+
+
 def resolve_count(value: Any, counts: Counts | None, where: str) -> int:
     """An int, or a dotted name into a params.yaml section (``freeform.questions``)."""
+    count = _count(value, counts, where)
+    if count > MAX_COUNT:
+        raise PipelineError(
+            f"{where}: count {value!r} is {count:,}, over labmake's cap of {MAX_COUNT:,} "
+            "requests per count; use a smaller number"
+        )
+    return count
+
+
+def _count(value: Any, counts: Counts | None, where: str) -> int:
     section, target = counts if counts is not None else ("generate", GenerateConfig())
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -121,6 +160,11 @@ class Block:
 
     def template_names(self) -> list[str]:
         return []
+
+    def template_values(self) -> dict[str, Any]:
+        """Values the block gives its own templates besides row columns and leaf globals (the
+        safety judge's policy): stand-ins here, for rendering templates in a check."""
+        return {}
 
     def counts(self, counts: Counts | None) -> None:
         """Resolve the block's counts against a params section (raises PipelineError)."""

@@ -1,24 +1,64 @@
 """Blocks that ask the teacher to write: ``generate`` (text into a column) and what it shares
-with ``judge`` (render a template per row, fit it to the context, send, keep the answers)."""
+with ``judge`` (render a template per row, fit it to the context, send, keep the answers).
+
+Every value a prompt shows is escaped first (:func:`labmake.sdg.parse.escape`), so leaf text
+cannot open or close the prompt's fields. ``max_tokens`` is a number, or a budget from the
+leaf's own seeds: ``{like: [answer], min: 64, scale: 1.5}`` gives room for ``scale`` times the
+leaf's longest seed answer (in the teacher's tokens), at least ``min`` and at most half of
+``teacher.n_ctx``, so a leaf of long contexts gets room for a long context.
+"""
 
 from __future__ import annotations
 
-import re
-from typing import ClassVar
+import math
+from typing import Any, ClassVar
 
 from labmake.core.hashing import derive_seed
 from labmake.sdg import parse, templates
-from labmake.sdg.blocks.base import Block, Context, Counts, Row, reject, resolve_count
+from labmake.sdg.blocks.base import (
+    Block,
+    Context,
+    Counts,
+    PipelineError,
+    Row,
+    reject,
+    resolve_count,
+)
 from labmake.teacher.protocol import Completion, Request
 
-# The open marker a prompt may end with ("Q:", "Context:"), which its completion continues.
-_TAIL = re.compile("(" + "|".join(parse.MARKERS) + "):")
+BUDGET_FIELDS = ("context", "question", "answer")
+TAG_TOKENS = 8  # a field's tags, around its value
+
+
+def check_budget(spec: Any, where: str) -> None:
+    """A block's ``max_tokens``: a positive integer or ``{like: [fields], min, scale}``."""
+    if isinstance(spec, int) and not isinstance(spec, bool) and spec > 0:
+        return
+    fields = spec.get("like") if isinstance(spec, dict) else None
+    ok = (
+        isinstance(fields, list)
+        and fields
+        and set(fields) <= set(BUDGET_FIELDS)
+        and set(spec) <= {"like", "min", "scale"}
+        and isinstance(spec.get("min", 1), int)
+        and isinstance(spec.get("scale", 1.0), int | float)
+    )
+    if not ok:
+        raise PipelineError(
+            f"{where}: max_tokens is a positive integer or {{like: [fields of "
+            f"{list(BUDGET_FIELDS)}], min: N, scale: X}}, not {spec!r}"
+        )
 
 
 class TeacherBlock(Block):
     """Shared by generate and judge: render a template per row, ask the teacher, store text."""
 
     default_stop: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, name: str, spec: dict[str, Any], where: str) -> None:
+        super().__init__(name, spec, where)
+        if "max_tokens" in spec:
+            check_budget(spec["max_tokens"], where)
 
     def template_names(self) -> list[str]:
         return [self.spec["template"]]
@@ -28,7 +68,13 @@ class TeacherBlock(Block):
         return names - set(templates.LEAF_GLOBALS)
 
     def max_tokens(self, ctx: Context) -> int:
-        return int(self.spec.get("max_tokens", ctx.max_tokens))
+        spec = self.spec.get("max_tokens", ctx.max_tokens)
+        if isinstance(spec, int):
+            return spec
+        fields = tuple(spec["like"])
+        room = math.ceil(float(spec.get("scale", 1.5)) * ctx.longest(fields))
+        room += TAG_TOKENS * len(fields)
+        return max(int(spec.get("min", 16)), min(room, ctx.n_ctx // 2))
 
     def _fan_out(self, rows: list[Row], ctx: Context) -> list[Row]:
         return rows
@@ -42,6 +88,7 @@ class TeacherBlock(Block):
         asked, requests, rejected, tails = [], [], [], []
         for row in self._fan_out(rows, ctx):
             values = {**ctx.globals(), **{k: v for k, v in row.items() if not k.startswith("_")}}
+            values = {k: parse.escape_value(v) for k, v in values.items()}
             prompt = templates.render(name, values, ctx.override_dir)
             # Drop few-shot examples one at a time until the prompt leaves room for the answer.
             while not ctx.fits(prompt, max_tokens) and len(values.get("examples") or []) > 1:
@@ -52,10 +99,9 @@ class TeacherBlock(Block):
                 continue
             seed = derive_seed(ctx.seed, ctx.leaf, self.name, row["_id"])
             requests.append(Request(prompt, seed, max_tokens, stop))
-            # The open marker the prompt ends with ("Q:", "Context:"): the completion continues
-            # it, so parsing puts it back in front.
-            last = prompt.rsplit("\n", 1)[-1].strip()
-            tails.append(last if _TAIL.fullmatch(last) else "")
+            # The open tag the prompt ends with ("<question>"): the completion continues it, so
+            # parsing puts it back in front.
+            tails.append(parse.open_tail(prompt))
             asked.append(
                 {
                     **row,
@@ -99,12 +145,14 @@ class GenerateBlock(TeacherBlock):
         asked, completions, rejected = self._ask(rows, ctx)
         out = self.spec["output"]
         # _finished False: the teacher hit max_tokens, so the last item written may be cut off.
+        # _raw: what the teacher wrote (after the prompt's open tag), kept with a rejected sample.
         kept = [
             {
                 **row,
                 out: c.text,
-                "_finished": c.finished,
+                "_finished": {**row.get("_finished", {}), out: c.finished},
                 "_tails": {**row.get("_tails", {}), out: tail},
+                "_raw": {**row.get("_raw", {}), self.name: tail + c.text},
             }
             for row, c, tail in zip(asked, completions, self._tails, strict=True)
         ]

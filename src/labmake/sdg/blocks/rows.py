@@ -10,10 +10,16 @@ from labmake.sdg.blocks.base import Block, Context, Counts, PipelineError, Row, 
 
 
 class RowsBlock(Block):
-    """The source: ``count`` rows per chunk (``per: chunk``) or per leaf, each with examples."""
+    """The source: ``count`` rows per chunk (``per: chunk``) or per leaf, each with examples.
+
+    ``require: [context]`` shows only seed examples with those fields (a leaf where some
+    examples have a context and some not still shows contexts to a context prompt). In a later
+    round (``ctx.window``) the sample indices go on from where the last round stopped, so every
+    row's id, seed and few-shot draw is new, and the same in every run.
+    """
 
     type = "rows"
-    allowed = frozenset({"per", "count", "examples"})
+    allowed = frozenset({"per", "count", "examples", "require"})
     required = frozenset({"per", "count"})
 
     def __init__(self, name: str, spec: dict[str, Any], where: str) -> None:
@@ -40,11 +46,20 @@ class RowsBlock(Block):
     def counts(self, counts: Counts | None) -> None:
         self.count = resolve_count(self.spec["count"], counts, self.where)
 
+    def rows_per_sample(self, ctx: Context) -> int:
+        """Rows one sample index makes: one per chunk (``per: chunk``) or one per leaf."""
+        return max(1, len(ctx.seeds.get("chunks") or [])) if self.spec["per"] == "chunk" else 1
+
+    def _seed_examples(self, ctx: Context) -> list[dict[str, Any]]:
+        needed = self.spec.get("require") or []
+        examples = [e for e in ctx.seeds["seed_examples"] if all(e.get(f) for f in needed)]
+        return examples or list(ctx.seeds["seed_examples"])
+
     def _examples(self, ctx: Context, rng: random.Random) -> list[Any]:
         wanted = ctx.gen.examples_per_prompt
         if self.examples == "by_context":
             groups: dict[str, list[dict[str, Any]]] = {}
-            for ex in ctx.seeds["seed_examples"]:
+            for ex in self._seed_examples(ctx):
                 groups.setdefault(ex["context"], []).append(ex)
             shuffled = [{"context": c, "pairs": p} for c, p in groups.items()]
             rng.shuffle(shuffled)
@@ -56,23 +71,25 @@ class RowsBlock(Block):
                 chosen.append(group)
                 pairs += len(group["pairs"])
             return chosen
-        examples = list(ctx.seeds["seed_examples"])
+        examples = self._seed_examples(ctx)
         rng.shuffle(examples)
         return examples[:wanted]
 
     def run(self, rows: list[Row], ctx: Context) -> tuple[list[Row], list[Row]]:
         self.counts(ctx.count_root())
         chunks = ctx.seeds.get("chunks") or []
+        first, count = ctx.window or (0, self.count)
+        samples = range(first, first + count)
         if self.spec["per"] == "chunk":
             if not chunks:
                 raise PipelineError(
                     f"{ctx.leaf}: a per-chunk pipeline needs document chunks and this leaf has "
                     "none; give the leaf a document or set generate.pipeline: simple"
                 )
-            ids = [(f"c{c}.s{s}", c, s) for c in range(len(chunks)) for s in range(self.count)]
+            ids = [(f"c{c}.s{s}", c, s) for c in range(len(chunks)) for s in samples]
         else:
             # Per leaf, a leaf with a document still grounds each row on one chunk, in turn.
-            ids = [(f"s{s}", s % len(chunks) if chunks else None, s) for s in range(self.count)]
+            ids = [(f"s{s}", s % len(chunks) if chunks else None, s) for s in samples]
         out: list[Row] = []
         for row_id, chunk_index, sample in ids:
             rng = random.Random(derive_seed(ctx.seed, ctx.leaf, self.name, row_id))

@@ -11,9 +11,18 @@ from labmake.core.text import content_overlap
 from labmake.sdg import parse
 from labmake.sdg.blocks.base import Block, Context, PipelineError, Row, reject
 
+# Field names pipelines used before fields were framed by tags, and what they are now.
+_OLD_MARKERS = {"Q": "question", "A": "answer", "Context": "context", "Document": "document"}
+
 
 class ParseBlock(Block):
-    """Read the first item's marked fields (``fields: {Q: question}``) from a text column."""
+    """Read the first item's fields (``fields: {question: question}``) from a text column.
+
+    A field is read up to its own closing tag (:mod:`labmake.sdg.parse`), so nothing the leaf
+    or the teacher writes inside a value can split it. A rejected row says why in ``_reason``
+    (``cut_off``, ``missing:<field>``, ``empty:<field>``, ``no_item``); the teacher's raw text
+    travels with it.
+    """
 
     type = "parse"
     allowed = frozenset({"input", "prefix", "fields", "items", "optional", "max_sentences"})
@@ -22,9 +31,16 @@ class ParseBlock(Block):
     def __init__(self, name: str, spec: dict[str, Any], where: str) -> None:
         super().__init__(name, spec, where)
         fields = spec["fields"]
-        if not isinstance(fields, dict) or not fields or set(fields) - set(parse.MARKERS):
+        if not isinstance(fields, dict) or not fields or set(fields) - set(parse.TAGS):
+            old = sorted(set(fields or {}) & set(_OLD_MARKERS)) if isinstance(fields, dict) else []
+            hint = (
+                f" (prompts now frame values in tags: write {[_OLD_MARKERS[m] for m in old]} "
+                f"for {old}, and end the prompt with an open tag such as <question>)"
+                if old
+                else ""
+            )
             raise PipelineError(
-                f"{where}: fields maps markers {list(parse.MARKERS)} to column names"
+                f"{where}: fields maps the tags {list(parse.TAGS)} to column names{hint}"
             )
         if spec.get("items", "first") not in ("first", "all"):
             raise PipelineError(f"{where}: items must be first or all")
@@ -35,36 +51,48 @@ class ParseBlock(Block):
     def produces(self) -> set[str]:
         return set(self.spec["fields"].values())
 
+    def _items(self, row: Row) -> tuple[list[dict[str, str]], str | None]:
+        """The items to keep from ``row``'s text, or ([], why not)."""
+        column = self.spec["input"]
+        prefix = self.spec.get("prefix", row.get("_tails", {}).get(column, ""))
+        parsed = parse.split(prefix + (row[column] or ""))
+        items = parsed.items
+        cut = parsed.open_field is not None and row.get("_finished", {}).get(column) is False
+        if cut and items:
+            # Cut off at max_tokens inside a value: keep the value's whole sentences.
+            trimmed = parse.trim_cut_off(items.pop())
+            items += [trimmed] if trimmed is not None else []
+            if not items:
+                return [], "cut_off"
+        if not items:
+            return [], "no_item"
+        if self.spec.get("items", "first") == "first":
+            items = items[:1]  # a request asks for one item; what follows is not paid for
+        optional = self.spec.get("optional", [])
+        required = [f for f in self.spec["fields"] if f not in optional]
+        found = [i for i in items if all(i.get(f) for f in required)]
+        if found:
+            return found, None
+        missing = next(f for f in required if not items[0].get(f))
+        return [], ("empty:" if missing in items[0] else "missing:") + missing
+
     def run(self, rows: list[Row], ctx: Context) -> tuple[list[Row], list[Row]]:
         fields: dict[str, str] = self.spec["fields"]
-        required = tuple(m for m in fields if m not in self.spec.get("optional", []))
         kept, rejected = [], []
         for row in rows:
             if ctx.dry:
-                kept.append({**row, **{col: ctx.typical(m) for m, col in fields.items()}})
+                kept.append({**row, **{col: ctx.typical(f) for f, col in fields.items()}})
                 continue
-            prefix = self.spec.get("prefix", row.get("_tails", {}).get(self.spec["input"], ""))
-            text = prefix + row[self.spec["input"]]
-            items, _ = parse.split_items(text)
-            if row.get("_finished") is False and items:
-                # Cut off at max_tokens: the last item ends mid-sentence; keep its whole ones.
-                trimmed = parse.trim_cut_off(items.pop())
-                items += [trimmed] if trimmed is not None else []
-                if not items:
-                    rejected.append(reject(row, self.name, "cut_off"))
-                    continue
-            if self.spec.get("items", "first") == "first":
-                items = items[:1]  # a request asks for one item; what follows is not paid for
-            found = [i for i in items if all(i.get(m) for m in required)]
-            if not found:
-                rejected.append(reject(row, self.name, "unparsable"))
+            found, why = self._items(row)
+            if why is not None:
+                rejected.append(reject(row, self.name, why))
                 continue
             for k, item in enumerate(found):
                 # A small teacher states the fact first and then rambles on: keep the start.
-                for marker, n in (self.spec.get("max_sentences") or {}).items():
-                    if item.get(marker):
-                        item = {**item, marker: parse.first_sentences(item[marker], int(n))}
-                new = {**row, **{col: item.get(m) for m, col in fields.items()}}
+                for name, n in (self.spec.get("max_sentences") or {}).items():
+                    if item.get(name):
+                        item = {**item, name: parse.first_sentences(item[name], int(n))}
+                new = {**row, **{col: item.get(f) for f, col in fields.items()}}
                 if len(found) > 1 or self.spec.get("items") == "all":
                     new["_id"] = f"{row['_id']}.i{k}"
                 kept.append(new)
@@ -127,7 +155,8 @@ _SPACE = re.compile(r"\W+")
 
 
 class DedupBlock(Block):
-    """Drop rows whose ``columns`` equal an earlier row's (case and punctuation ignored)."""
+    """Drop rows whose ``columns`` equal an earlier row's (case and punctuation ignored), in
+    this round or an earlier one (so a later round never pays judges for a repeat)."""
 
     type = "dedup"
     allowed = frozenset({"columns"})
@@ -137,7 +166,7 @@ class DedupBlock(Block):
         return set(self.spec["columns"])
 
     def run(self, rows: list[Row], ctx: Context) -> tuple[list[Row], list[Row]]:
-        seen: set[tuple[str, ...]] = set()
+        seen = ctx.seen.setdefault(self.name, set()) if not ctx.dry else set()
         kept, rejected = [], []
         for row in rows:
             key = tuple(_SPACE.sub(" ", str(row[c]).lower()).strip() for c in self.spec["columns"])
@@ -146,4 +175,30 @@ class DedupBlock(Block):
                 continue
             seen.add(key)
             kept.append(row)
+        return kept, rejected
+
+
+class RulesBlock(Block):
+    """The filter stage's own rules (:mod:`labmake.sdg.accept`) on each row, before any judge
+    is paid for it: a sample the filters would reject anyway -- empty, too short or long for
+    this leaf, a copy of a seed, a duplicate of one accepted in an earlier round -- is dropped
+    here with the filter's reason. Reads ``question``, ``answer`` and, when present,
+    ``context`` and ``chunk``. Outside the generate stage (no filter section) every row passes.
+    """
+
+    type = "rules"
+
+    def needs(self, override_dir: str | None) -> set[str]:
+        return {"question", "answer"}
+
+    def run(self, rows: list[Row], ctx: Context) -> tuple[list[Row], list[Row]]:
+        if ctx.dry or ctx.acceptor is None:
+            return rows, []
+        kept, rejected = [], []
+        for row in rows:
+            reason = ctx.acceptor.precheck(row)
+            if reason is None:
+                kept.append(row)
+            else:
+                rejected.append(reject(row, self.name, reason))
         return kept, rejected

@@ -1,0 +1,3 @@
+from labmake.stages.code import code_stamp
+
+code_stamp(snakemake)

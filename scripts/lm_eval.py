@@ -1,0 +1,3 @@
+from labmake.stages.retention import lm_eval
+
+lm_eval(snakemake)

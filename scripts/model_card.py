@@ -1,0 +1,3 @@
+from labmake.stages.card import model_card
+
+model_card(snakemake)

@@ -1,0 +1,3 @@
+from labmake.stages.retention import retention_reference
+
+retention_reference(snakemake)
