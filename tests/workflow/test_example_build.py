@@ -54,11 +54,20 @@ def test_example_taxonomy_builds_with_the_embedded_models(tmp_path):
     assert result.returncode == 0, (result.stdout[-4000:], result.stderr[-6000:])
 
     leaves = find_leaves(tmp_path / "taxonomy")
+    report = artifacts.read_json(tmp_path / "build/eval/report.json")
+    flagged = {f["leaf"] for f in report["flagged_leaves"]}
+    yielded, flag_below = set(), small_params()["filter"]["flag_below"]
     for leaf in leaves:
         generated = artifacts.read_jsonl(tmp_path / f"build/generated/{leaf}.jsonl")
-        assert all(r["teacher"].startswith("llama-cpp:") for r in generated)
-        assert artifacts.read_json(tmp_path / f"build/filtered/{leaf}.stats.json")["kept"] >= 1
-    report = artifacts.read_json(tmp_path / "build/eval/report.json")
+        assert generated and all(r["teacher"].startswith("llama-cpp:") for r in generated)
+        stats = artifacts.read_json(tmp_path / f"build/filtered/{leaf}.stats.json")
+        if stats["kept"] >= 1:
+            yielded.add(leaf)
+        if stats["kept"] < flag_below:
+            assert stats["flagged"] and leaf in flagged and stats["hint"]
+    # At these tiny budgets (40 requests a leaf) the 270M teacher's judges may leave a knowledge
+    # leaf nothing: it is flagged and the build goes on; the others yield and are trained on.
+    assert len(yielded) >= 3, yielded
     assert set(report["leaves"]) == set(leaves)
     assert all(s["answers"]["gguf-Q4_K_M"] for s in report["samples"])  # the tuned GGUF answers
     assert (tmp_path / "build/report.html").stat().st_size > 10_000

@@ -163,8 +163,7 @@ def try_params(
     if student is not None:
         params["student"] = {**(params.get("student") or {}), "gguf": student}
     _budget_generate(params, cfg)
-    if hasattr(cfg.filter, "on_empty"):
-        params.setdefault("filter", {})["on_empty"] = "fail"  # a try of a dry leaf says so
+    params.setdefault("filter", {})["on_empty"] = "fail"  # a try of a dry leaf says so
     params.setdefault("mix", {})["eval_generated_per_leaf"] = cfg.try_.eval_generated_per_leaf
     params["train"] = {**params["train"], "phases": _phases(params, datasets, cfg.try_.max_steps)}
     evaluate = params.setdefault("evaluate", {})
@@ -173,9 +172,8 @@ def try_params(
         **(evaluate.get("multiple_choice") or {}),
         "questions_per_chunk": cfg.try_.multiple_choice,
     }
-    if hasattr(cfg.evaluate, "retention"):
-        retention = {**(evaluate.get("retention") or {})}
-        evaluate["retention"] = {**retention, "prompts": cfg.try_.retention_prompts}
+    retention = {**(evaluate.get("retention") or {})}
+    evaluate["retention"] = {**retention, "prompts": cfg.try_.retention_prompts}
     return params
 
 
