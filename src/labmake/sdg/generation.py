@@ -132,6 +132,29 @@ def _context(
     )
 
 
+def _teacher_context(
+    seeds: dict[str, Any],
+    gen: GenerateConfig,
+    teacher_cfg: TeacherConfig,
+    seed: int,
+    teacher: Teacher,
+    cache: RequestCache | None,
+    **more: Any,
+) -> Context:
+    """A leaf's context whose requests go to ``teacher`` (through ``cache``), sized by its
+    tokenizer and context window."""
+    return _context(
+        seeds,
+        gen,
+        teacher_cfg,
+        seed,
+        count_tokens=teacher.count_tokens,
+        n_ctx=teacher.n_ctx,
+        complete=_completer(teacher, cache),
+        **more,
+    )
+
+
 def _log_flow(leaf: str, result: Result, round_index: int = 0) -> None:
     where = f"{leaf}: round {round_index}" if round_index else leaf
     for step in result.flow:
@@ -160,16 +183,7 @@ def run_with_teacher(
     ``counts``: the params section the pipeline's count names resolve against (default:
     ``generate``).
     """
-    ctx = _context(
-        seeds,
-        gen,
-        teacher_cfg,
-        seed,
-        count_tokens=teacher.count_tokens,
-        n_ctx=teacher.n_ctx,
-        complete=_completer(teacher, cache),
-        counts=counts,
-    )
+    ctx = _teacher_context(seeds, gen, teacher_cfg, seed, teacher, cache, counts=counts)
     result = run_pipeline(pipeline, ctx)
     _log_flow(seeds["leaf"], result)
     return result
@@ -192,14 +206,13 @@ def generate_leaf(
     acceptor = Acceptor(seeds, accept) if accept is not None else None
 
     def make_ctx(window: tuple[int, int] | None, dry: bool) -> Context:
-        return _context(
+        return _teacher_context(
             seeds,
             gen,
             teacher_cfg,
             seed,
-            count_tokens=teacher.count_tokens,
-            n_ctx=teacher.n_ctx,
-            complete=_completer(teacher, cache),
+            teacher,
+            cache,
             dry=dry,
             window=window,
             seen={} if dry else seen,
