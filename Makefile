@@ -67,16 +67,23 @@ setup: $(VENV)/.installed
 # its own requirements are resolved as its CPU build declares them, so no CUDA libraries enter.
 TORCH_CPU_WHEEL ?= $(or $(firstword $(wildcard /opt/wheels/torch-$(TORCH_VERSION)+cpu-*.whl)),\
 	https://download.pytorch.org/whl/cpu/torch-$(TORCH_VERSION)%2Bcpu-cp311-cp311-manylinux_2_28_x86_64.whl)
+# `make lock LOCK_UPGRADE=` resolves only what pyproject.toml gained and keeps every other pin.
+LOCK_UPGRADE ?= --upgrade
 UV_COMPILE = $(BIN)/uv pip compile --universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make lock"
-lock: setup
+# Locking needs only uv (its pin is in the lock): a venv whose packages no longer match a changed
+# pyproject.toml must still be able to lock it.
+$(BIN)/uv: | $(BIN)/python
+	$(PIP) install --no-deps --require-hashes -r <($(call lock_entry,uv,1))
+
+lock: $(BIN)/uv
 	@set -euo pipefail; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; wheel="$(TORCH_CPU_WHEEL)"; \
 	case "$$wheel" in /*) ;; *) curl -fsSL -o "$$tmp/torch.whl" "$$wheel"; wheel="$$tmp/torch.whl";; esac; \
 	unzip -p "$$wheel" '*.dist-info/METADATA' | sed -n 's/^Requires-Dist: \([^;]*\)$$/\1/p' \
 		> $(VENV)/torch-requires.txt; \
 	echo "torch ; python_version < '0'" > "$$tmp/no-torch.txt"; \
 	$(UV_COMPILE) pyproject.toml $(VENV)/torch-requires.txt --extra test --group build --group lock \
-		--override "$$tmp/no-torch.txt" --upgrade -o $(LOCK); \
+		--override "$$tmp/no-torch.txt" $(LOCK_UPGRADE) -o $(LOCK); \
 	$(UV_COMPILE) --group build -c $(LOCK) -o $(BUILD_LOCK)
 	@echo "regenerated $(LOCK) and $(BUILD_LOCK): run 'make setup' and 'make test', then commit both"
 

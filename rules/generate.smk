@@ -11,7 +11,9 @@ rule generate:
         # generate.safety.policy: a policy file replacing or changing the shipped one.
         policy=[CONFIG.generate.safety.policy] if CONFIG.generate.safety.policy else [],
     output:
-        paths.GENERATED,
+        generated=paths.GENERATED,
+        # generate.knowledge.augment: the leaf's chunk rewrites, kept and rejected (else empty).
+        augmented=paths.AUGMENTED,
     params:
         teacher=section("teacher"),
         generate=section("generate"),

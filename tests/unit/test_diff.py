@@ -113,6 +113,24 @@ def test_qna_edit_and_new_document_are_reasons(project):
     assert changes[KNOWLEDGE].reasons == ("document more.md added",)
 
 
+def test_a_pdf_document_is_compared_by_its_bytes(project, monkeypatch):
+    from document_files import write_pdf
+
+    monkeypatch.setenv("LABMAKE_CACHE", str(project / "cache"))
+    root = project / "taxonomy"
+    qna = root / KNOWLEDGE / "qna.yaml"
+    qna.write_text(qna.read_text(encoding="utf-8").replace("'*.md'", "'*.pdf'"), "utf-8")
+    (root / KNOWLEDGE / "lighthouses.md").unlink()
+    write_pdf(root / KNOWLEDGE / "lighthouses.pdf")
+    record = leaf_record(load_leaf(root, KNOWLEDGE), SeedsConfig(), estimate_tokens)
+    artifacts.write_json(project / "build" / "seeds" / f"{KNOWLEDGE}.json", record)
+    changes = {c.leaf: c for c in diff_against_build(root, project / "build")}
+    assert changes[KNOWLEDGE].status == "unchanged"
+    write_pdf(root / KNOWLEDGE / "lighthouses.pdf", title="Lighthouses and their keepers")
+    changes = {c.leaf: c for c in diff_against_build(root, project / "build")}
+    assert changes[KNOWLEDGE].reasons == ("document lighthouses.pdf changed",)
+
+
 def test_fingerprint_hash_matches_between_build_and_tree(project):
     root = project / "taxonomy"
     for leaf in find_leaves(root):

@@ -179,7 +179,7 @@ def test_git_documents_from_a_file_url_and_relative_path(
         ("v1.0", ["docs/*.md"], "not a commit id"),
         ("0" * 40, ["docs/*.md"], "is not in"),
         ("FIRST", ["*.rst"], "matches no file"),
-        ("FIRST", ["docs/*"], "not a Markdown or text file"),
+        ("FIRST", ["docs/*"], "not a document format labmake reads"),
         ("FIRST", ["../*.md"], "climbs out"),
     ],
 )
@@ -238,3 +238,52 @@ def test_validate_warns_of_a_branch_name_commit(tmp_path: Path) -> None:
     assert strict.level == "error"
     write(tmp_path, LEAF, knowledge(document.replace("main", "a1b2c3d") + "    - '*.md'\n"))
     assert validate_leaf(tmp_path, LEAF) == []
+
+
+# --------------------------------------------------------- validation reads git documents
+
+
+def _validate(root: Path, folder: Path, git_documents: str) -> list:  # type: ignore[type-arg]
+    from labmake.taxonomy.check import CheckMode, check_leaf
+
+    mode = CheckMode(sources=trusting(folder), git_documents=git_documents)
+    return check_leaf(root, LEAF, mode).findings
+
+
+def test_validation_reads_git_documents_in_every_format(tmp_path: Path, monkeypatch) -> None:
+    from document_files import write_pdf, write_scanned_pdf
+
+    monkeypatch.setenv("LABMAKE_CACHE", str(tmp_path / "cache"))
+    work = tmp_path / "repo"
+    (work / "docs").mkdir(parents=True)
+    git(work, "init", "-q", "-b", "main")
+    write_pdf(work / "docs" / "manual.pdf")
+    write_scanned_pdf(work / "docs" / "scan.pdf")
+    git(work, "add", ".")
+    git(work, "commit", "-q", "-m", "docs")
+    commit = git(work, "rev-parse", "HEAD")
+    root = tmp_path / "taxonomy"
+    git_leaf(root, str(work), commit, "'docs/manual.pdf'\n    - 'docs/*.pdf'")
+    # Offline, with nothing cached: a warning that says the build will need the repository.
+    (offline,) = _validate(root, tmp_path, "cache")
+    assert offline.level == "warning" and offline.yaml_path == "document.repo"
+    assert "cannot check the documents" in offline.message and "--offline" in offline.message
+    # Fetched: the scanned PDF the second pattern matches is an error at that pattern's line.
+    (scan,) = _validate(root, tmp_path, "fetch")
+    assert scan.level == "error" and scan.yaml_path == "document.patterns[1]"
+    assert "docs/scan.pdf has no text layer" in scan.message and "OCR" in scan.hint
+    # Now cached: offline validation reads it too.
+    assert [f.message for f in _validate(root, tmp_path, "cache")] == [scan.message]
+    git_leaf(root, str(work), commit, "'docs/manual.pdf'")
+    assert _validate(root, tmp_path, "cache") == []
+
+
+def test_a_git_pattern_that_matches_nothing_is_found_by_validation(
+    tmp_path: Path, docs_repo: tuple[Path, str, str]
+) -> None:
+    bare, first, _ = docs_repo
+    root = tmp_path / "taxonomy"
+    git_leaf(root, str(bare), first, "'docs/*.md'\n    - 'guides/*.pdf'")
+    (finding,) = _validate(root, tmp_path, "fetch")
+    assert finding.level == "error" and finding.yaml_path == "document.patterns[1]"
+    assert "'guides/*.pdf' matches no file" in finding.message and "globs" in finding.hint

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from hostile import KNOWLEDGE_LEAF, SKILL_LEAF, knowledge, put
 
-from labmake.taxonomy import caps, documents, schema
+from labmake.taxonomy import caps, formats, schema
 from labmake.taxonomy.caps import MAX_SEED_EXAMPLES
 from labmake.taxonomy.check import validate_leaf
 from labmake.taxonomy.chunking import chunk_tokens
@@ -109,7 +109,7 @@ def test_chunking_tokenizes_each_part_of_a_document_a_bounded_number_of_times(si
 
 
 def test_chunking_a_document_at_the_size_cap_takes_seconds():
-    text = document(documents.MAX_DOCUMENT_BYTES)
+    text = document(formats.MAX_TEXT_BYTES)
     started = time.monotonic()
     chunks = chunk_tokens(text, estimate_tokens, 200, 32)
     assert time.monotonic() - started < 60  # the old search: hours
@@ -151,7 +151,7 @@ def _reference(text: str, count, size: int, overlap: int) -> list[str]:  # type:
 
 
 def test_a_document_over_the_cap_is_refused_naming_it(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(documents, "MAX_DOCUMENT_BYTES", 4096)
+    monkeypatch.setattr(formats, "MAX_TEXT_BYTES", 4096)
     put(tmp_path, KNOWLEDGE_LEAF, knowledge("document:\n  patterns: ['*.md']\n"))
     (tmp_path / KNOWLEDGE_LEAF / "big.md").write_text("word " * 2000, encoding="utf-8")
     (finding,) = [f for f in validate_leaf(tmp_path, KNOWLEDGE_LEAF) if f.level == "error"]

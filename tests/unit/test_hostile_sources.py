@@ -187,7 +187,11 @@ def test_validate_reads_the_allowlist_from_params(tmp_path: Path, capsys):
     assert run_validate([], **args) == 1
     assert "taxonomy.document_sources" in capsys.readouterr().out
     params = project(tmp_path, leaves, taxonomy={"document_sources": ["mirrors"]})
-    assert run_validate([], **args) == 0
+    # Allowed now, validation goes on to read the documents: that repository does not exist.
+    assert run_validate([], **args) == 1
+    out = capsys.readouterr().out
+    assert "taxonomy.document_sources" not in out
+    assert "is neither a URL nor an existing path" in out
 
 
 def test_plan_refuses_a_local_repository_and_fetches_nothing(tmp_path, monkeypatch, capsys):

@@ -113,8 +113,8 @@ def test_max_requests_bounds_a_leaf_that_never_yields_and_the_plan_says_so():
     records = _run(gen, teacher)
     assert 6 * PER_SAMPLE < len(teacher.sent) <= 100  # more rounds ran, none past the budget
     assert not [r for r in records if r["status"] == "kept"]
-    first, bound = generation.request_bound(SEEDS, gen, TeacherConfig(), 7)
-    assert len(first) == 6 * PER_SAMPLE and bound == 100
+    planned = generation.request_bound(SEEDS, gen, TeacherConfig(), 7)
+    assert len(planned.first) == 6 * PER_SAMPLE and planned.most == 100
     # Without a floor the bound is the first round.
     off = replace(gen, freeform=replace(gen.freeform, min_kept=0))
     assert generation.request_bound(SEEDS, off, TeacherConfig(), 7)[1] == 6 * PER_SAMPLE

@@ -327,9 +327,11 @@ def test_local_document_pattern_matching_nothing(tmp_path: Path) -> None:
 
 def test_local_document_must_be_text(tmp_path: Path) -> None:
     write(tmp_path, KNOWLEDGE_LEAF, knowledge("document:\n  patterns: ['*']\n"))
-    (tmp_path / KNOWLEDGE_LEAF / "paper.pdf").write_bytes(b"%PDF-1.4\n")
+    (tmp_path / KNOWLEDGE_LEAF / "paper.doc").write_bytes(b"\xd0\xcf\x11\xe0")
     found = errors(validate_leaf(tmp_path, KNOWLEDGE_LEAF))
-    assert any("paper.pdf, which is not a Markdown or text file" in f.message for f in found)
+    assert any(
+        "paper.doc, which is not a document format labmake reads" in f.message for f in found
+    )
 
 
 def test_local_documents_rejected_in_ilab_strict_mode(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from labmake.taxonomy import documents
+from labmake.taxonomy import formats
 from labmake.taxonomy.check import validate_leaf
 from labmake.taxonomy.findings import Finding, TaxonomyError
 from labmake.taxonomy.leaf import load_leaf
@@ -67,7 +67,7 @@ def test_size_cap(tmp_path: Path) -> None:
 
 
 def test_document_size_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(documents, "MAX_DOCUMENT_BYTES", 1024)
+    monkeypatch.setattr(formats, "MAX_TEXT_BYTES", 1024)
     put(tmp_path, KLEAF, with_patterns("*.md"))
     (tmp_path / KLEAF / "big.md").write_text("word " * 1000)
     f = the_error(tmp_path, KLEAF)

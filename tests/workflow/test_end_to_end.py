@@ -1,6 +1,6 @@
 """ONE real snakemake run through every rule, on the 2-leaf test taxonomy plus a leaf the teacher
-cannot serve, with the tiny random student and the deterministic fake teacher; then the
-incremental-rebuild plans."""
+cannot serve and the knowledge leaf again from a PDF, a Word file and a web page, with the tiny
+random student and the deterministic fake teacher; then the incremental-rebuild plans."""
 
 from __future__ import annotations
 
@@ -32,9 +32,33 @@ seed_examples:
 )
 
 
+# The knowledge leaf again with its document as a PDF, a Word file and a web page (written by
+# tests/document_files.py): each builds end to end, offline, like the Markdown one.
+FORMAT_LEAVES = {fmt: f"knowledge/test/lighthouses_{fmt}" for fmt in ("pdf", "docx", "html")}
+
+
+def add_format_leaves(taxonomy: Path) -> None:
+    import document_files
+
+    original = taxonomy / KNOWLEDGE
+    title, sections = document_files.sections_of((original / "lighthouses.md").read_text())
+    for fmt, leaf in FORMAT_LEAVES.items():
+        folder = taxonomy / leaf
+        folder.mkdir(parents=True)
+        # The mix holds out seed questions per leaf: each copy asks its own (a question one
+        # leaf holds out and another trains on would leak across them).
+        qna = (original / "qna.yaml").read_text().replace("'*.md'", f"'*.{fmt}'")
+        qna = qna.replace("?\n", f" (in the {fmt} copy)?\n")
+        (folder / "qna.yaml").write_text(qna)
+        shutil.copy(original / "attribution.txt", folder / "attribution.txt")
+        writer = getattr(document_files, f"write_{fmt}")
+        writer(folder / f"lighthouses.{fmt}", title, sections)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, tiny_student_gguf: Path) -> Path:
     workdir = make_tiny_workdir(tmp_path_factory.mktemp("build"), tiny_student_gguf)
+    add_format_leaves(workdir / "taxonomy")
     silent = workdir / "taxonomy" / SILENT_LEAF
     silent.mkdir(parents=True)
     (silent / "qna.yaml").write_text(SILENT_QNA)
@@ -65,6 +89,24 @@ def test_a_leaf_that_yields_nothing_is_flagged_and_the_rest_trains(built: Path):
     assert {r["source"] for r in skills if r["leaf"] == SILENT_LEAF} == {"seed"}
 
 
+def test_pdf_word_and_html_leaves_build_like_markdown(built: Path):
+    markdown = artifacts.read_json(built / f"build/seeds/{KNOWLEDGE}.json")
+    converters = {"pdf": "pypdfium2 ", "docx": "mammoth ", "html": "markdownify "}
+    for fmt, leaf in FORMAT_LEAVES.items():
+        seeds = artifacts.read_json(built / f"build/seeds/{leaf}.json")
+        (document,) = seeds["documents"]
+        assert document["format"] == fmt and document["converter"].startswith(converters[fmt])
+        text = " ".join(" ".join(seeds["chunks"]).split())
+        assert "Augustin-Jean Fresnel designed a new kind of lens" in text
+        assert len(seeds["chunks"]) >= len(markdown["chunks"]) - 1
+        stats = artifacts.read_json(built / f"build/filtered/{leaf}.stats.json")
+        assert stats["kept"] > 0 and not stats["flagged"], stats
+    knowledge = artifacts.read_jsonl(built / "build/data/knowledge.jsonl")
+    assert set(FORMAT_LEAVES.values()) <= {r["leaf"] for r in knowledge}
+    report = artifacts.read_json(built / "build/eval/report.json")
+    assert set(FORMAT_LEAVES.values()) <= set(report["leaves"])
+
+
 def test_seeds_generated_and_filtered(built: Path):
     seeds = artifacts.read_json(built / f"build/seeds/{KNOWLEDGE}.json")
     assert seeds["kind"] == "knowledge" and seeds["chunks"] and len(seeds["seed_examples"]) == 15
@@ -85,10 +127,15 @@ def test_mix_holds_out_eval_items(built: Path):
         n: artifacts.read_jsonl(built / f"build/data/{n}.jsonl")
         for n in ("knowledge", "skills", "eval")
     }
-    assert {r["leaf"] for r in data["eval"]} == {KNOWLEDGE, SKILL, SILENT_LEAF}
+    assert {r["leaf"] for r in data["eval"]} == {
+        KNOWLEDGE,
+        SKILL,
+        SILENT_LEAF,
+        *FORMAT_LEAVES.values(),
+    }
     held_out = {r["question"] for r in data["eval"]}
     assert not held_out & {r["question"] for r in data["knowledge"] + data["skills"]}
-    assert {r["leaf"] for r in data["knowledge"]} == {KNOWLEDGE}
+    assert {r["leaf"] for r in data["knowledge"]} == {KNOWLEDGE, *FORMAT_LEAVES.values()}
     assert {r["leaf"] for r in data["skills"]} == {SKILL, SILENT_LEAF}
 
 
@@ -99,7 +146,9 @@ def test_multiple_choice_is_written_from_the_knowledge_documents(built: Path):
     assert not (built / f"build/mc/{SKILL}.jsonl").exists()  # skills get no multiple choice
     records = artifacts.read_jsonl(built / f"build/mc/{KNOWLEDGE}.jsonl")
     assert {r["pipeline"] for r in records} == {"multiple_choice"}
-    items = artifacts.read_jsonl(built / "build/data/multiple_choice.jsonl")
+    every_item = artifacts.read_jsonl(built / "build/data/multiple_choice.jsonl")
+    assert {i["leaf"] for i in every_item} <= {KNOWLEDGE, *FORMAT_LEAVES.values()}
+    items = [i for i in every_item if i["leaf"] == KNOWLEDGE]
     assert items and len(items) == sum(r["status"] == "kept" for r in records)
     chunks = artifacts.read_json(built / f"build/seeds/{KNOWLEDGE}.json")["chunks"]
     for item in items:
@@ -151,7 +200,7 @@ def test_ggufs_load_generate_and_carry_provenance(built: Path):
 
 def test_report_and_manifest(built: Path):
     report = artifacts.read_json(built / "build/eval/report.json")
-    assert set(report["leaves"]) == {KNOWLEDGE, SKILL, SILENT_LEAF}
+    assert set(report["leaves"]) == {KNOWLEDGE, SKILL, SILENT_LEAF, *FORMAT_LEAVES.values()}
     nll = report["overall"]["reference_nll"]
     base, tuned = nll["models"]["base"]["mean"], nll["models"]["tuned"]["mean"]
     assert base > 0 and tuned > 0
@@ -167,7 +216,8 @@ def test_report_and_manifest(built: Path):
     assert set(report["overall"]["rouge_l"]["models"]) == answers
     mc_items = artifacts.read_jsonl(built / "build/data/multiple_choice.jsonl")
     mc = report["leaves"][KNOWLEDGE]["multiple_choice"]
-    assert mc["models"]["tuned"]["n"] == len(mc_items) >= 1
+    own = [i for i in mc_items if i["leaf"] == KNOWLEDGE]
+    assert mc["models"]["tuned"]["n"] == len(own) >= 1
     assert set(mc["models"]) == {"base", "phase-knowledge", "phase-skills", "tuned"}
     assert "multiple_choice" not in report["leaves"][SKILL]
     # The report's questions are the generated ones, with every HF model's choice recorded.
@@ -183,7 +233,7 @@ def test_report_and_manifest(built: Path):
     by_path = {f["path"]: f for f in manifest["outputs"]}
     q4 = by_path["build/model/model.Q4_K_M.gguf"]
     assert q4["sha256"] == artifacts.sha256_file(built / q4["path"])
-    assert manifest["inputs"]["labmake.leaves"] == 3
+    assert manifest["inputs"]["labmake.leaves"] == 3 + len(FORMAT_LEAVES)
 
 
 def test_incremental_plans(built: Path):
@@ -196,17 +246,19 @@ def test_incremental_plans(built: Path):
     params["evaluate"]["multiple_choice"] = {"questions_per_chunk": 1, "options": 3}
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     phases = len(params["train"]["phases"])
-    jobs = planned_jobs(built)
+    try:  # the later tests read the build as built
+        jobs = planned_jobs(built)
+    finally:
+        params_path.write_text(original)
     jobs.pop("all", None)
     assert jobs == {
-        "generate_multiple_choice": 1,
+        "generate_multiple_choice": 1 + len(FORMAT_LEAVES),  # one per knowledge leaf
         "multiple_choice": 1,
         "evaluate": 2 + phases,
         "report": 1,
         "model_card": 1,  # the card shows the scores
         "manifest": 1,
     }
-    params_path.write_text(original)
     qna = built / "taxonomy" / KNOWLEDGE / "qna.yaml"
     qna.write_text(qna.read_text() + "\n")
     jobs = planned_jobs(built)
@@ -228,7 +280,7 @@ def test_model_card_modelfile_retention_and_tracking(built: Path):
     assert set(kl) >= {"base", "phase-knowledge", "phase-skills", "tuned", "gguf-F16"}
     assert kl["base"]["mean"] < 1e-4 < kl["tuned"]["mean"]  # the base is its own reference
     assert kl["tuned"]["ci"][0] <= kl["tuned"]["mean"] <= kl["tuned"]["ci"][1]
-    assert set(report["knowledge_kept"]["leaves"]) == {KNOWLEDGE}
+    assert set(report["knowledge_kept"]["leaves"]) == {KNOWLEDGE, *FORMAT_LEAVES.values()}
     html = (built / "build/report.html").read_text(encoding="utf-8")
     assert 'id="cost"' in html and "KL to the base" in html and "kept from the knowledge" in html
     card = (built / "build/model/README.md").read_text(encoding="utf-8")

@@ -67,17 +67,21 @@ def built_leaves(build_dir: Path) -> list[str]:
 
 def recorded_fingerprint(record: dict[str, Any]) -> Fingerprint:
     # Documents from a git repository are pinned by the commit in qna.yaml: its hash covers them.
+    # A local document by its file's hash (a build before conversions recorded its text's hash,
+    # the same for a UTF-8 text file with LF line ends).
     local = [d for d in record.get("documents", []) if "repo" not in d]
-    return Fingerprint(record["qna_sha256"], {d["name"]: d["sha256"] for d in local})
+    documents = {d["name"]: d.get("source_sha256") or d["sha256"] for d in local}
+    return Fingerprint(record["qna_sha256"], documents)
 
 
 def current_fingerprint(root: Path, leaf: str) -> Fingerprint:
     """The leaf as the seeds stage would hash it now; :class:`TaxonomyError` if it is invalid."""
     loaded = load_leaf(root, leaf)
-    # Hash the decoded text as seeds.leaf_record does, so an unchanged file compares equal.
+    # The files' hashes, as seeds.leaf_record records them (source_sha256): a PDF is compared
+    # by its bytes, whatever converter reads it.
     docs = {
-        doc.name: hashlib.sha256(doc.read_text(encoding="utf-8").encode("utf-8")).hexdigest()
-        for doc in loaded.documents
+        doc.name: converted.source_sha256
+        for doc, converted in zip(loaded.documents, loaded.converted, strict=True)
     }
     return Fingerprint(hashlib.sha256(loaded.qna_path.read_bytes()).hexdigest(), docs)
 

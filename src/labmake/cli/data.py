@@ -1,4 +1,5 @@
-"""``labmake data show LEAF``: a leaf's generated samples, kept and rejected, and why.
+"""``labmake data show LEAF``: a leaf's generated samples, kept and rejected, and why
+(``--documents``: its documents as the teacher reads them, :mod:`labmake.cli.data_documents`).
 
 Reads a build's files and changes nothing: ``build/generated/{leaf}.jsonl`` (every sample the
 pipeline made, with the block that rejected it and the judges' scores), the filter stage's
@@ -41,10 +42,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show.add_argument("--block", help="only those rejected by this block or filter rule")
     show.add_argument("--limit", type=int, default=None, help="show at most this many")
     show.add_argument("--html", metavar="FILE", help="write the same as one self-contained page")
+    show.add_argument(
+        "--documents",
+        action="store_true",
+        help="the leaf's documents as the teacher reads them (converted from PDF, Word, HTML)",
+    )
     show.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.documents:
+        from labmake.cli.data_documents import show_documents
+
+        return show_documents(args.leaf, Path(args.params))
     try:
         build_root, params_path = resolve_build(Path(args.build_dir), Path(args.params), args.trial)
         cfg = _config(params_path)

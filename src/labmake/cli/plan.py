@@ -66,33 +66,41 @@ def estimate_leaf(
 
     A dry run of the leaf's pipeline (labmake.sdg) in which every sample passes every judge:
     an upper bound, since judges only ever remove samples before the next teacher call. A
-    knowledge leaf's evaluation multiple choice (labmake.sdg.multiple_choice) is counted in.
+    knowledge leaf's evaluation multiple choice (labmake.sdg.multiple_choice) is counted in, and
+    with generate.knowledge.augment its chunk rewrites (``augment_requests``) and the first
+    round's Q/A requests on them, every rewrite kept (``augmented_qa_requests``).
     Git documents are read only from taxonomy.document_sources (relative folders from ``base``,
     the folder of params.yaml, where the build runs).
     """
     from labmake.sdg.generation import request_bound
     from labmake.sdg.multiple_choice import estimate_requests
     from labmake.taxonomy.document_sources import DocumentSources
+    from labmake.taxonomy.formats import ConverterChoice
     from labmake.taxonomy.seeds import leaf_record
 
     # Chunk counts from the quick token estimate: planning must not load a tokenizer.
     sources = DocumentSources(cfg.taxonomy.document_sources, base)
-    record = leaf_record(load_leaf(root, leaf), cfg.seeds, estimate_tokens, sources)
+    loaded = load_leaf(root, leaf, ConverterChoice.of(cfg.seeds))
+    record = leaf_record(loaded, cfg.seeds, estimate_tokens, sources)
     # A pipeline with a yield floor may run more rounds: up to `most` requests, priced at its
     # first round's tokens per request.
-    first, most = request_bound(record, cfg.generate, cfg.teacher, cfg.seed)
+    bound = request_bound(record, cfg.generate, cfg.teacher, cfg.seed)
+    first, most = bound.first, bound.most
     scale = most / len(first) if first else 1.0
     mc = estimate_requests(record, cfg.evaluate.multiple_choice, cfg.teacher, cfg.seed)
     prompt = round(scale * sum(estimate_tokens(r.prompt) for r in first))
     prompt += sum(estimate_tokens(r.prompt) for r in mc)
     completion = round(scale * sum(r.max_tokens for r in first)) + sum(r.max_tokens for r in mc)
-    return {
+    out = {
         "requests": most + len(mc),
         "first_round_requests": len(first) + len(mc),
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "tokens": prompt + completion,
     }
+    if bound.rewrites:
+        out |= {"augment_requests": bound.rewrites, "augmented_qa_requests": bound.on_rewrites}
+    return out
 
 
 def run_plan(
@@ -169,6 +177,11 @@ def _print_text(
         if "requests" in row:
             first = row.get("first_round_requests", row["requests"])
             rounds = f" (first round {first})" if first != row["requests"] else ""
+            if row.get("augment_requests"):
+                rounds += (
+                    f" [{row['augment_requests']} chunk rewrites, then up to "
+                    f"{row['augmented_qa_requests']} requests on the rewritten chunks]"
+                )
             extra = f": at most {row['requests']} requests{rounds}, ~{row['tokens']} tokens"
         if "error" in row:
             extra += f" [cannot estimate: {row['error']}]"

@@ -26,7 +26,7 @@ PIPELINE, FILTERS = "pipeline", "filters"
 # Block types whose rejections mean the teacher's text never became a sample.
 _UNPARSED_TYPES = frozenset({"rows", "generate", "parse"})
 # Record fields shown as they are when present (the teacher's raw text, the safety layers').
-EXTRA_FIELDS = ("raw", "safety", "verdicts", "chunk_index")
+EXTRA_FIELDS = ("raw", "safety", "verdicts", "chunk_index", "chunk_source")
 
 
 class SamplesError(ValueError):
@@ -79,8 +79,27 @@ def load_leaf_samples(build_root: Path, leaf: str, filter_cfg: Any | None) -> Le
     accepted = _accepted_ids(build_root, leaf)
     notes: list[str] = []
     reasons = _filter_reasons(build_root, leaf, records, filter_cfg, accepted, notes)
+    notes += _rewrite_notes(build_root, leaf)
     samples = [_sample(r, accepted, reasons) for r in records]
     return LeafSamples(leaf, samples, stats, funnel(records, stats, accepted), notes)
+
+
+def _rewrite_notes(build_root: Path, leaf: str) -> list[str]:
+    """What the leaf's chunk rewrites (generate.knowledge.augment) came to, when it had any."""
+    path = artifact(build_root, paths.augmented(leaf))
+    rewrites = artifacts.read_jsonl(path) if path.is_file() else []
+    if not rewrites:
+        return []
+    rejected = Counter(
+        f"{r.get('rejected_by')} ({r.get('reason')})" for r in rewrites if r.get("status") != KEPT
+    )
+    kept = len(rewrites) - sum(rejected.values())
+    why = "; rejected: " + ", ".join(f"{n} by {k}" for k, n in sorted(rejected.items()))
+    return [
+        f"{kept} of {len(rewrites)} chunk rewrites were kept as extra chunks (their samples "
+        f"show chunk_source){why if rejected else ''}; every rewrite, with the teacher's text "
+        f"and why, is in {path}"
+    ]
 
 
 def _accepted_ids(build_root: Path, leaf: str) -> set[str] | None:

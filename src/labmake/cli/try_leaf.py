@@ -246,7 +246,13 @@ def _record(project: TryProject, runs: list[Any], total: float, results: list[An
         "nothing_to_do": all(r.stream.nothing_to_do for r in runs),
         "seconds": round(total, 2),
         "leaves_outcome": {
-            r.leaf: {"reference_nll": r.nll, "funnel": r.funnel, "answers": r.rows} for r in results
+            r.leaf: {
+                "reference_nll": r.nll,
+                "multiple_choice": r.choice,
+                "funnel": r.funnel,
+                "answers": r.rows,
+            }
+            for r in results
         },
     }
     artifacts.write_json(project.root / RECORD, record)

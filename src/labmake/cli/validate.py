@@ -19,6 +19,7 @@ from labmake.cli.exit_codes import EXIT_USAGE
 from labmake.taxonomy.check import CheckMode, LeafReport, check_leaf
 from labmake.taxonomy.document_sources import DocumentSources
 from labmake.taxonomy.findings import ERROR, WARNING, Finding, indent, path_finding
+from labmake.taxonomy.formats import BUILTIN, ConverterChoice
 from labmake.taxonomy.limits import PromptBudget
 from labmake.taxonomy.scan import QNA, TOP_FOLDERS, scan
 
@@ -48,6 +49,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--params", default=None, help="params.yaml to read the teacher's context size from"
     )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="read knowledge documents in git repositories from labmake's cache only; never fetch",
+    )
     p.set_defaults(func=_run)
 
 
@@ -58,6 +64,7 @@ def _run(args: argparse.Namespace) -> int:
         fmt=args.format,
         params_path=Path(args.params) if args.params else None,
         strict_limits=args.strict_limits,
+        offline=args.offline,
     )
 
 
@@ -69,17 +76,20 @@ def run_validate(
     params_path: Path | None,
     strict_limits: bool = False,
     out: TextIO | None = None,
+    offline: bool = False,
 ) -> int:
     """``labmake validate``: check every leaf under each PATH (a taxonomy root or a qna.yaml).
 
     Prints the findings (text grouped per file, or ``fmt="json"``) and returns the exit code:
     0 no errors, 1 errors, 2 usage error (bad PATH, bad params.yaml, unknown format).
+    Knowledge documents in git repositories are read too: from labmake's git cache, fetched
+    when missing unless ``offline``.
     """
     out = out or sys.stdout
     try:
         if fmt not in ("text", "json"):
             raise _UsageError(f"unknown format {fmt!r}; use text or json")
-        params, budget, default_root, policy = _read_params(params_path)
+        params, budget, default_root, policy, converter = _read_params(params_path)
         if not paths:
             if default_root is None:
                 raise _UsageError(
@@ -92,7 +102,12 @@ def run_validate(
         print(f"labmake validate: {exc}", file=sys.stderr)
         return EXIT_USAGE
     mode = CheckMode(ilab_strict, strict_limits, None if ilab_strict else budget, policy)
-    mode = replace(mode, sources=_document_sources(params))
+    mode = replace(
+        mode,
+        sources=_document_sources(params),
+        git_documents="cache" if offline else "fetch",
+        converter=converter,
+    )
     reports = [check_leaf(root, leaf, mode) for root, leaf in targets]
     for finding in extra:  # taxonomy-level problems (symlinks out, misnamed files, no leaves)
         rep = LeafReport(finding.path, None)
@@ -110,13 +125,13 @@ def run_validate(
 
 def _read_params(
     params_path: Path | None,
-) -> tuple[Path | None, PromptBudget | None, Path | None, Any]:
-    """(params.yaml read, the prompt budget it sets, its taxonomy root, its safety policy);
-    no file: defaults (the shipped policy: None)."""
+) -> tuple[Path | None, PromptBudget | None, Path | None, Any, ConverterChoice]:
+    """(params.yaml read, the prompt budget it sets, its taxonomy root, its safety policy, the
+    document converter); no file: defaults (the shipped policy: None)."""
     if params_path is None:
         params_path = Path("params.yaml")
         if not params_path.is_file():
-            return None, PromptBudget(), None, None
+            return None, PromptBudget(), None, None, BUILTIN
     elif not Path(params_path).is_file():
         raise _UsageError(f"{params_path}: no such file (--params)")
     from labmake.core import config
@@ -131,9 +146,15 @@ def _read_params(
             raise _UsageError(str(exc)) from None
         teacher, generate, seeds, tax = cfg.teacher, cfg.generate, cfg.seeds, cfg.taxonomy
     budget = PromptBudget(
-        teacher.n_ctx, teacher.max_tokens, generate.examples_per_prompt, seeds.chunk_tokens
+        teacher.n_ctx,
+        teacher.max_tokens,
+        generate.examples_per_prompt,
+        seeds.chunk_tokens,
+        generate.knowledge.samples_per_chunk,
+        generate.knowledge.max_requests,
     )
-    return params_path, budget, params_path.parent / tax.root, _policy(params_path, generate)
+    root = params_path.parent / tax.root
+    return params_path, budget, root, _policy(params_path, generate), ConverterChoice.of(seeds)
 
 
 def _policy(params_path: Path, generate: Any) -> Any:

@@ -13,6 +13,8 @@ BUILD = "build"
 
 SEEDS = "build/seeds/{leaf}.json"
 GENERATED = "build/generated/{leaf}.jsonl"
+# A knowledge leaf's chunk rewrites, kept and rejected (generate.knowledge.augment; else empty).
+AUGMENTED = "build/generated/{leaf}.augmented.jsonl"
 FILTERED = "build/filtered/{leaf}.jsonl"
 FILTER_STATS = "build/filtered/{leaf}.stats.json"
 DATASET = "build/data/{dataset}.jsonl"
@@ -75,6 +77,10 @@ def seeds(leaf: str) -> str:
 
 def generated(leaf: str) -> str:
     return GENERATED.format(leaf=leaf)
+
+
+def augmented(leaf: str) -> str:
+    return AUGMENTED.format(leaf=leaf)
 
 
 def filtered(leaf: str) -> str:

@@ -62,6 +62,8 @@ def _sample(seeds: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     sample.update(question=question, answer=answer, context=context)
     if knowledge:
         sample.update(chunk=record.get("chunk"), chunk_index=record.get("chunk_index"))
+        if record.get("chunk_source") is not None:  # written from a rewrite of that chunk
+            sample["chunk_source"] = record["chunk_source"]
     sample["messages"] = to_messages(question, answer, context)
     return sample
 

@@ -15,6 +15,10 @@ it, ``reason``: why), with provenance: pipeline name and version, round, teacher
 seed and template sha256, judge scores; a rejected record keeps what the teacher wrote
 (``raw``: per generate block, the text after the prompt's open tag). The filter stage applies
 the rule-based checks and counts everything.
+
+With ``generate.knowledge.augment`` on, a knowledge leaf's chunks are first rewritten
+(:mod:`labmake.sdg.augment`, once per leaf: rounds reuse the rewrites); the rewrites' records,
+of the same shape, go to ``build/generated/{leaf}.augmented.jsonl``.
 """
 
 from __future__ import annotations
@@ -23,11 +27,11 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from labmake.core import artifacts, paths
 from labmake.core.config import FilterConfig, GenerateConfig, TeacherConfig
-from labmake.sdg import Context, Pipeline, check, load, pipeline_for
+from labmake.sdg import Context, Pipeline, augment, check, load, pipeline_for
 from labmake.sdg import run as run_pipeline
 from labmake.sdg.accept import Acceptor
 from labmake.sdg.blocks.base import Counts, Row
@@ -77,6 +81,8 @@ def record(
     }
     if round_index is not None:
         out["round"] = round_index
+    if row.get("_chunk_source") is not None:  # a sample written from a chunk's rewrite
+        out["chunk_source"] = row["_chunk_source"]
     for column in pipeline.outputs:
         out[column] = row.get(column)
     if not kept:
@@ -200,7 +206,8 @@ def generate_leaf(
 ) -> list[dict[str, Any]]:
     """Run the leaf's pipeline with ``teacher``, in rounds when it has a yield floor (counted by
     the ``accept`` filters; without them, by what the pipeline keeps): one record per sample,
-    kept ones first, each group in round order."""
+    kept ones first, each group in round order. ``seeds`` with rewrites (:func:`augment_leaf`)
+    give rows on the rewritten chunks too."""
     pipeline = pipeline_of(seeds, gen)
     seen: dict[str, set[tuple[str, ...]]] = {}  # dedup blocks remember across rounds
     acceptor = Acceptor(seeds, accept) if accept is not None else None
@@ -244,6 +251,48 @@ def generate_leaf(
     ]
 
 
+def augment_leaf(
+    seeds: dict[str, Any],
+    gen: GenerateConfig,
+    teacher_cfg: TeacherConfig,
+    seed: int,
+    teacher: Teacher,
+    cache: RequestCache | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(``seeds`` with the rewrites of its chunks that the augment pipeline kept, one record per
+    rewrite: kept ones first); ``(seeds, [])`` when the leaf is not augmented."""
+    if not augment.enabled(seeds, gen, pipeline_of(seeds, gen)):
+        return seeds, []
+    pipeline = augment.pipeline(gen)
+    result = run_with_teacher(pipeline, seeds, gen, teacher_cfg, seed, teacher, cache)
+    identity = teacher.identity
+    records = [record(seeds, pipeline, row, identity, True) for row in result.kept]
+    records += [record(seeds, pipeline, row, identity, False) for row in result.rejected]
+    return augment.with_rewrites(seeds, result.kept), records
+
+
+def _dry_run(
+    seeds: dict[str, Any],
+    gen: GenerateConfig,
+    teacher_cfg: TeacherConfig,
+    seed: int,
+    pipeline: Pipeline,
+    counts: Counts | None = None,
+) -> tuple[Result, list[Request]]:
+    """A dry run of ``pipeline``: (what it keeps, the requests it sends), every judge passing."""
+    ctx = _context(
+        seeds,
+        gen,
+        teacher_cfg,
+        seed,
+        count_tokens=estimate_tokens,
+        n_ctx=teacher_cfg.n_ctx,
+        dry=True,
+        counts=counts,
+    )
+    return run_pipeline(pipeline, ctx), ctx.log
+
+
 def estimate(
     seeds: dict[str, Any],
     gen: GenerateConfig,
@@ -260,28 +309,33 @@ def estimate(
     run drops them); later prompts carry the leaf's longest seed value where the teacher's text
     would be, and budgets come from the leaf's seeds as in a run.
     """
-    pipeline = pipeline or pipeline_of(seeds, gen)
-    ctx = _context(
-        seeds,
-        gen,
-        teacher_cfg,
-        seed,
-        count_tokens=estimate_tokens,
-        n_ctx=teacher_cfg.n_ctx,
-        dry=True,
-        counts=counts,
-    )
-    run_pipeline(pipeline, ctx)
-    return ctx.log
+    return _dry_run(seeds, gen, teacher_cfg, seed, pipeline or pipeline_of(seeds, gen), counts)[1]
+
+
+class RequestBound(NamedTuple):
+    first: list[Request]  # the first round's requests at most (a leaf's chunk rewrites first)
+    most: int  # the most requests the leaf may send in all rounds
+    rewrites: int  # of ``first``: chunk rewrite requests (generate.knowledge.augment)
+    on_rewrites: int  # of ``first``: Q/A pipeline requests on rewritten chunks, all kept
 
 
 def request_bound(
     seeds: dict[str, Any], gen: GenerateConfig, teacher_cfg: TeacherConfig, seed: int
-) -> tuple[list[Request], int]:
-    """(the first round's requests at most, the most requests the leaf may send in all rounds)."""
+) -> RequestBound:
+    """What a leaf may cost: its chunk rewrites, if augmented, every one kept; then its
+    pipeline's first round and the rounds its yield floor allows (which rewrites do not count
+    against)."""
     pipeline = pipeline_of(seeds, gen)
     first = estimate(seeds, gen, teacher_cfg, seed, pipeline)
-    return first, bound(len(first), floor(pipeline, ("generate", gen)))
+    rewrites: list[Request] = []
+    on_rewrites = 0
+    if augment.enabled(seeds, gen, pipeline):
+        result, rewrites = _dry_run(seeds, gen, teacher_cfg, seed, augment.pipeline(gen))
+        augmented = augment.with_rewrites(seeds, result.kept)
+        with_rewrites = estimate(augmented, gen, teacher_cfg, seed, pipeline)
+        on_rewrites, first = len(with_rewrites) - len(first), with_rewrites
+    most = len(rewrites) + bound(len(first), floor(pipeline, ("generate", gen)))
+    return RequestBound(rewrites + first, most, len(rewrites), on_rewrites)
 
 
 def run(
@@ -291,13 +345,23 @@ def run(
     gen: GenerateConfig,
     seed: int,
     accept: FilterConfig | None = None,
+    rewrites_out: Path | None = None,
 ) -> None:
+    """``out``: the leaf's sample records; ``rewrites_out``: its chunk rewrites' (none: [])."""
     seeds = artifacts.read_json(seeds_path)
-    pipeline_of(seeds, gen)  # a broken pipeline fails before the teacher loads
+    # A broken pipeline fails before the teacher loads.
+    if augment.enabled(seeds, gen, pipeline_of(seeds, gen)):
+        augment.pipeline(gen)
     with cached_teacher(teacher_cfg) as (teacher, cache):
-        records = generate_leaf(seeds, gen, teacher_cfg, seed, teacher, cache, accept)
+        augmented, rewrites = augment_leaf(seeds, gen, teacher_cfg, seed, teacher, cache)
+        records = generate_leaf(augmented, gen, teacher_cfg, seed, teacher, cache, accept)
     kept = sum(r["status"] == "kept" for r in records)
     log.info(
         "%s: %d samples kept by the pipeline, %d rejected", seeds["leaf"], kept, len(records) - kept
     )
+    if rewrites:
+        used = len(augmented.get("augmented", []))
+        log.info("%s: %d of %d chunk rewrites kept as chunks", seeds["leaf"], used, len(rewrites))
     artifacts.write_jsonl(out, records)
+    if rewrites_out is not None:
+        artifacts.write_jsonl(rewrites_out, rewrites)

@@ -2,9 +2,9 @@
 
 Every value a prompt shows or asks for sits between tags the prompts introduce:
 ``<context>...</context>``, ``<question>...</question>``, ``<answer>...</answer>``,
-``<document>...</document>`` and ``<wrong>...</wrong>`` (a multiple-choice question's wrong
-options). A value is read up to its own closing tag, so whatever it holds -- lines that begin
-``Q:``, ``A:``, ``Document:`` or ``Context:``, ``---`` rules, YAML, code blocks, any language --
+``<document>...</document>``, ``<wrong>...</wrong>`` (a multiple-choice question's wrong
+options) and ``<rewrite>...</rewrite>`` (a knowledge chunk rewritten before Q/A generation). A
+value is read up to its own closing tag, so whatever it holds -- lines that begin ``Q:``, ``A:``, ``Document:`` or ``Context:``, ``---`` rules, YAML, code blocks, any language --
 is data, never a field boundary. Text shown in a prompt (seed examples, the task description,
 what the teacher wrote earlier) goes through :func:`escape` first, so a tag written inside leaf
 text cannot open or close a field either; parsed values go through :func:`unescape`.
@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 # In the order fields appear in an item.
-TAGS = ("document", "context", "question", "answer", "wrong")
+TAGS = ("document", "context", "question", "answer", "wrong", "rewrite")
 _ORDER = {name: i for i, name in enumerate(TAGS)}
 _TAG = re.compile(r"<(/?)(" + "|".join(TAGS) + r")>")
 # Escaped form of a tag inside text: "&lt;" keeps it readable to the teacher and to people.
@@ -45,7 +45,7 @@ def close_tag(name: str) -> str:
 def escape(text: str) -> str:
     """``text`` with every framing tag in it made inert (``<answer>`` -> ``&lt;answer&gt;``).
 
-    Only the five tags change; a text without them is returned as it is, so escaping costs a
+    Only the framing tags change; a text without them is returned as it is, so escaping costs a
     leaf without them nothing (its prompts, and so its cached answers, stay the same).
     """
     return _TAG.sub(lambda m: f"&lt;{m.group(1)}{m.group(2)}&gt;", text)

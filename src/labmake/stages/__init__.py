@@ -8,7 +8,8 @@ components that do the work. The DAG, rule by rule (paths in :mod:`labmake.core.
 rule                       function                    inputs                           outputs
 =========================  ==========================  ===============================  ==============================
 seeds                      taxonomy.seeds              taxonomy/{leaf}/ (qna, docs)     build/seeds/{leaf}.json
-generate                   generate.generate           seeds                            build/generated/{leaf}.jsonl
+generate                   generate.generate           seeds                            build/generated/{leaf}.jsonl,
+                                                                                        {leaf}.augmented.jsonl
 filter                     filter.filter               seeds, generated                 build/filtered/{leaf}.jsonl,
                                                                                         {leaf}.stats.json
 mix                        mix.mix                     every leaf's seeds, filtered     build/data/{knowledge,skills,

@@ -10,15 +10,17 @@ from labmake.stages import Job, typed
 
 
 def generate(job: Job) -> None:
-    """build/generated/{leaf}.jsonl: every sample the leaf's pipeline made, with provenance."""
+    """build/generated/{leaf}.jsonl: every sample the leaf's pipeline made, with provenance;
+    {leaf}.augmented.jsonl: every rewrite of its chunks (generate.knowledge.augment)."""
     from labmake.sdg import generation
 
     with logs.stage(job.log[0], "generate", job.threads):
         generation.run(
             Path(job.input.seeds),
-            Path(job.output[0]),
+            Path(job.output.generated),
             typed(TeacherConfig, job, "teacher"),
             typed(GenerateConfig, job, "generate"),
             job.params.seed,
             typed(FilterConfig, job, "filter"),
+            Path(job.output.augmented),
         )

@@ -31,9 +31,10 @@ from labmake.core.safety import Policy
 from labmake.taxonomy import schema_check
 from labmake.taxonomy.caps import check_example_count, example_count_issue
 from labmake.taxonomy.document_sources import DocumentSources
-from labmake.taxonomy.documents import resolve_documents
+from labmake.taxonomy.documents import length_issues, resolve_documents
 from labmake.taxonomy.findings import ERROR, WARNING, Finding, Issue, printable, yaml_path
-from labmake.taxonomy.git_documents import commit_issue, repo_issues
+from labmake.taxonomy.formats import BUILTIN, Converted, ConverterChoice
+from labmake.taxonomy.git_checks import commit_issue, git_document_issues, repo_issues
 from labmake.taxonomy.leaf_names import leaf_name_problem
 from labmake.taxonomy.limits import PromptBudget, context_issues, limit_issues
 from labmake.taxonomy.lint import lint
@@ -55,6 +56,7 @@ class LeafReport:
     version: Any = None
     data: Any = None
     documents: list[Path] = field(default_factory=list)
+    converted: dict[Path, Converted] = field(default_factory=dict)  # their text
 
     @property
     def valid(self) -> bool:
@@ -99,6 +101,10 @@ class CheckMode:
     safety: Policy | None = None  # the safety policy seeds are checked against; None: shipped
     # params.yaml's taxonomy.document_sources; None: its default (public https only)
     sources: DocumentSources | None = None
+    # Documents in git repositories: "skip" (schema only; the build reads them), "cache" (read
+    # them from labmake's git cache) or "fetch" (fetch what the cache lacks).
+    git_documents: str = "skip"
+    converter: ConverterChoice = BUILTIN  # params.yaml's seeds.converter
 
 
 def validate_leaf(
@@ -318,13 +324,22 @@ def _labmake_issues(
         issues += context_issues(data, kind, mode.budget, level)
     issues += seed_safety_issues(data, kind, mode.safety, level)
     document = data.get("document")
-    if kind == KNOWLEDGE and isinstance(document, Mapping) and "repo" in document:
-        issues += commit_issue(document, level)
+    if kind != KNOWLEDGE or not isinstance(document, Mapping):
+        return issues
+    if "repo" in document:
         qna = root.joinpath(*rel.parts, QNA)
-        issues += repo_issues(qna, document, mode.sources, level)
-    if kind == KNOWLEDGE and isinstance(document, Mapping) and "repo" not in document:
-        report.documents, doc_issues = resolve_documents(
-            root, root.joinpath(*rel.parts), list(document["patterns"])
-        )
-        issues += doc_issues
-    return issues
+        repo_found = commit_issue(document, level) + repo_issues(qna, document, mode.sources, level)
+        issues += repo_found
+        if mode.git_documents != "skip" and not repo_found:
+            fetch = mode.git_documents == "fetch"
+            found, texts = git_document_issues(
+                qna, document, mode.sources, fetch=fetch, choice=mode.converter
+            )
+            issues += found + length_issues(texts, mode.budget or PromptBudget(), level)
+        return issues
+    resolved = resolve_documents(
+        root, root.joinpath(*rel.parts), list(document["patterns"]), mode.converter
+    )
+    report.documents, report.converted = resolved.files, resolved.converted
+    texts = [c.text for c in resolved.converted.values()]
+    return issues + resolved.issues + length_issues(texts, mode.budget or PromptBudget(), level)

@@ -1,30 +1,42 @@
 """Local knowledge documents: ``document: {patterns: [...]}`` without ``repo``/``commit``.
 
 labmake's own form (InstructLab only reads documents from a git repository): the patterns are
-globs relative to the leaf's folder and name Markdown, text or reStructuredText files beside
-the qna.yaml. A pattern may not climb out (``..``), may not be absolute, and no match may be a
-symlink leading outside the taxonomy. Each document must be UTF-8 text under a size cap.
-The git form is only schema-checked: validation never reaches the network.
+globs relative to the leaf's folder and name documents beside the qna.yaml, in any format of
+:mod:`labmake.taxonomy.formats` (Markdown, text, reStructuredText, PDF, Word, HTML). A pattern
+may not climb out (``..``), may not be absolute, and no match may be a symlink leading outside
+the taxonomy. Each document is read under a size cap and converted (cached) to the text the
+teacher reads; one that cannot be, or converts to nothing, is a finding at its pattern.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from labmake.taxonomy import formats
 from labmake.taxonomy.findings import Issue
-from labmake.taxonomy.source import ReadError, read_text
+from labmake.taxonomy.limits import PromptBudget, estimate_tokens
+from labmake.taxonomy.source import ReadError, read_bytes
 
-DOCUMENT_SUFFIXES = (".md", ".markdown", ".txt", ".rst")
-MAX_DOCUMENT_BYTES = 8 << 20
+
+@dataclass(frozen=True)
+class ResolvedDocuments:
+    files: list[Path]  # sorted
+    issues: list[Issue]
+    converted: dict[Path, formats.Converted]  # the files that could be read
 
 
 def resolve_documents(
-    root: Path, leaf_dir: Path, patterns: list[str]
-) -> tuple[list[Path], list[Issue]]:
-    """The sorted document files the patterns name, and what is wrong with them."""
+    root: Path,
+    leaf_dir: Path,
+    patterns: list[str],
+    choice: formats.ConverterChoice = formats.BUILTIN,
+) -> ResolvedDocuments:
+    """The document files the patterns name, their text (PDF, Word and HTML converted by
+    ``choice``), and what is wrong with them."""
     issues: list[Issue] = []
-    found: dict[Path, None] = {}
+    found: dict[Path, tuple[Any, ...]] = {}
     root_real = root.resolve()
     for k, pattern in enumerate(patterns):
         where = ("document", "patterns", k)
@@ -39,11 +51,16 @@ def resolve_documents(
                 )
             )
         for match in files:
-            found[match.absolute()] = None
+            found.setdefault(match.absolute(), where)
     documents = sorted(found)
+    converted = {}
     for doc in documents:
-        issues.extend(_content_issues(doc, leaf_dir))
-    return documents, issues
+        result = _converted(doc, leaf_dir, found[doc], choice)
+        if isinstance(result, Issue):
+            issues.append(result)
+        else:
+            converted[doc] = result
+    return ResolvedDocuments(documents, issues, converted)
 
 
 def _matching_documents(
@@ -81,14 +98,14 @@ def _matching_documents(
                 )
             )
             continue
-        if match.suffix.lower() not in DOCUMENT_SUFFIXES:
+        if formats.format_of(match.name) is None:
             issues.append(
                 Issue(
                     where,
                     f"pattern {pattern!r} matches {rel.as_posix()}, which "
-                    "is not a Markdown or text file",
-                    "labmake reads .md, .txt and .rst documents; convert it to "
-                    "Markdown, or narrow the pattern (e.g. *.md)",
+                    "is not a document format labmake reads",
+                    f"{formats.FORMATS_HINT}; convert it to one of them, or narrow the "
+                    "pattern (e.g. *.md)",
                     "documents",
                 )
             )
@@ -97,31 +114,44 @@ def _matching_documents(
     return files
 
 
-def _content_issues(doc: Path, leaf_dir: Path) -> list[Issue]:
-    """What is wrong with one document's bytes: too big, not UTF-8 text, or empty."""
+def _converted(
+    doc: Path, leaf_dir: Path, where: tuple[Any, ...], choice: formats.ConverterChoice
+) -> formats.Converted | Issue:
+    """The document's text, or what is wrong with it: too big, unreadable, or empty."""
     rel = doc.relative_to(leaf_dir.absolute()).as_posix()
     try:
-        text = read_text(doc, what=f"document {rel}", max_bytes=MAX_DOCUMENT_BYTES)
+        data = read_bytes(doc, f"document {rel}", formats.max_bytes(rel))
+        return formats.convert(data, rel, choice)
     except ReadError as exc:
         p = exc.problem
-        return [
-            Issue(
-                ("document",),
-                p.message,
-                p.hint,
-                "security" if p.source == "security" else "documents",
-            )
-        ]
-    if not text.strip():
-        return [
-            Issue(
-                ("document",),
-                f"document {rel} is empty",
-                "put the document's text in it, or remove it from patterns",
-                "documents",
-            )
-        ]
-    return []
+        return Issue(
+            where, p.message, p.hint, "security" if p.source == "security" else "documents"
+        )
+    except formats.ConversionError as exc:
+        return Issue(where, exc.message, exc.hint, "documents")
+
+
+def length_issues(texts: list[str], budget: PromptBudget, level: str) -> list[Issue]:
+    """A leaf whose documents are too long for the teacher's budget: the knowledge pipeline asks
+    ``samples_per_chunk`` requests of every chunk, so its first round alone would pass
+    ``max_requests`` (a cost that grows with the documents, unbounded by the yield floor)."""
+    tokens = sum(estimate_tokens(t) for t in texts)
+    chunks = -(-tokens // max(1, budget.chunk_tokens))
+    requests = chunks * budget.samples_per_chunk
+    if requests <= budget.max_requests:
+        return []
+    return [
+        Issue(
+            ("document",),
+            f"the documents come to about {tokens} tokens: {chunks} chunks of "
+            f"{budget.chunk_tokens}, {requests} teacher requests in the first round alone, over "
+            f"generate.knowledge.max_requests ({budget.max_requests})",
+            "split the documents across leaves by topic, each with seed examples from its own "
+            "part, or raise max_requests in params.yaml if that cost is meant",
+            "limits",
+            level,
+        )
+    ]
 
 
 def pattern_problem(pattern: str) -> tuple[str, str] | None:
@@ -149,12 +179,13 @@ def _candidates_hint(leaf_dir: Path) -> str:
         names = sorted(
             p.name
             for p in leaf_dir.iterdir()
-            if p.suffix.lower() in DOCUMENT_SUFFIXES and not p.name.startswith(".")
+            if formats.format_of(p.name) and not p.name.startswith(".")
         )
     except OSError:
         names = []
     if names:
         return f"documents in this folder: {', '.join(names)}; fix the pattern to match them"
     return (
-        "put the document (Markdown, .md) in the leaf folder next to qna.yaml, or fix the pattern"
+        "put the document (Markdown, PDF, Word or HTML) in the leaf folder next to qna.yaml, "
+        "or fix the pattern"
     )

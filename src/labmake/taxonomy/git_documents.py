@@ -21,7 +21,6 @@ import hashlib
 import os
 import re
 import subprocess
-from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
@@ -29,12 +28,12 @@ from typing import Any
 
 from labmake.core import artifacts
 from labmake.core.git import GitError, run_git
+from labmake.taxonomy import formats
 from labmake.taxonomy.document_sources import SCP_LIKE, DocumentSources
-from labmake.taxonomy.documents import DOCUMENT_SUFFIXES, MAX_DOCUMENT_BYTES, pattern_problem
-from labmake.taxonomy.findings import ERROR, Issue
+from labmake.taxonomy.documents import pattern_problem
 
 # A full id (sha1 or sha256 repositories) or an abbreviation of one: real taxonomies use both.
-_COMMIT_ID = re.compile(r"^[0-9a-f]{4,64}$")  # git abbreviates to 4 characters at least
+COMMIT_ID = re.compile(r"^[0-9a-f]{4,64}$")  # git abbreviates to 4 characters at least
 _FULL_LENGTHS = (40, 64)
 _ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
 _SCP_LIKE = SCP_LIKE
@@ -44,14 +43,27 @@ _NO_REDIRECTS = ("-c", "http.followRedirects=false")
 
 
 class DocumentError(ValueError):
-    """A git document cannot be read; the message names the qna.yaml and the fix."""
+    """A git document cannot be read; the message names the qna.yaml and the fix.
+    ``data_path``: the key of the qna.yaml it is about."""
+
+    def __init__(self, message: str, data_path: tuple[Any, ...] = ("document",)) -> None:
+        super().__init__(message)
+        self.data_path = data_path
+
+
+class UnreachableError(DocumentError):
+    """The repository cannot be reached (no network, no credentials, or offline by choice)."""
 
 
 @dataclass(frozen=True)
 class Document:
     name: str  # repository-relative POSIX path
     commit: str  # the full id it was read at
-    text: str
+    converted: formats.Converted
+
+    @property
+    def text(self) -> str:
+        return self.converted.text
 
 
 def cache_root() -> Path:
@@ -64,9 +76,13 @@ def read_documents(
     commit: str,
     patterns: list[str] | tuple[str, ...],
     sources: DocumentSources | None = None,
+    *,
+    fetch: bool = True,
+    choice: formats.ConverterChoice = formats.BUILTIN,
 ) -> list[Document]:
     """The documents ``patterns`` match in ``repo`` at ``commit``, sorted by path, if
-    ``sources`` (default: public https repositories only) allows the repository."""
+    ``sources`` (default: public https repositories only) allows the repository. With
+    ``fetch`` False, only the cache is read (:class:`UnreachableError` if it lacks the commit)."""
     where = f"{qna_path}: document"
     sources = sources if sources is not None else DocumentSources()
     commit = commit.strip().lower()
@@ -82,6 +98,11 @@ def read_documents(
         refused = sources.resolve_refusal(source)
         if refused is not None:
             raise DocumentError(f"{where}.repo: {refused}")
+        if not fetch:
+            raise UnreachableError(
+                f"{where}.repo: commit {commit[:12]} of {repo} is not in labmake's git cache "
+                "and fetching is off (--offline)"
+            )
         _fetch(mirror, source, commit, where)
         full = _resolve(mirror, commit, where)
         if full is None:
@@ -89,41 +110,38 @@ def read_documents(
                 f"{where}.commit {commit} is not in {repo}; check the id (it may be in a fork "
                 "or was force-pushed away) and that document.repo names the right repository"
             )
-    commit = full
+    return _matched_documents(mirror, full, repo, patterns, where, choice)
+
+
+def _matched_documents(
+    mirror: Path,
+    commit: str,
+    repo: str,
+    patterns: list[str] | tuple[str, ...],
+    where: str,
+    choice: formats.ConverterChoice,
+) -> list[Document]:
+    """Each file a pattern matches at ``commit``, once, read and converted, sorted by path; a
+    problem is a :class:`DocumentError` at the pattern that named the file."""
     entries = _tree(mirror, commit)
     documents: list[Document] = []
     seen: set[str] = set()
-    for pattern in patterns:
+    for k, pattern in enumerate(patterns):
         matches = sorted(path for path in entries if glob_match(path, pattern))
         if not matches:
             raise DocumentError(
                 f"{where}.patterns: {pattern!r} matches no file of {repo} at {commit[:12]}; "
-                "patterns are globs from the repository's root, such as docs/*.md"
+                "patterns are globs from the repository's root, such as docs/*.md",
+                ("document", "patterns", k),
             )
-        for path in matches:
-            if path in seen:
-                continue
+        for path in (p for p in matches if p not in seen):
             seen.add(path)
-            mode, object_id = entries[path]
-            documents.append(_document(mirror, commit, path, mode, object_id, where))
+            try:
+                documents.append(_document(mirror, commit, path, entries[path], where, choice))
+            except DocumentError as exc:
+                exc.data_path = ("document", "patterns", k)
+                raise
     return sorted(documents, key=lambda d: d.name)
-
-
-def commit_issue(document: Mapping[str, Any], level: str) -> list[Issue]:
-    """What validation says of a commit the build will refuse (a branch or tag name)."""
-    commit = str(document.get("commit", "")).strip().lower()
-    if _COMMIT_ID.match(commit):
-        return []
-    return [
-        Issue(
-            ("document", "commit"),
-            f"document.commit {commit!r} is not a commit id: the build refuses branch and tag "
-            "names, which move",
-            "write the commit's id (git rev-parse <branch> prints it)",
-            "documents",
-            level,
-        )
-    ]
 
 
 def _allowed_source(
@@ -140,55 +158,17 @@ def _allowed_source(
         problem = pattern_problem(pattern)
         if problem:
             raise DocumentError(f"{where}.patterns: {problem[0]}; {problem[1]}")
-    if not _COMMIT_ID.match(commit):
+    if not COMMIT_ID.match(commit):
         raise DocumentError(
             f"{where}.commit is {commit!r}, which is not a commit id; a branch or tag moves, and "
             "the same taxonomy would then build different data. Write the commit's id "
             "(git rev-parse <branch> prints it)"
         )
-    source = _source(qna_path, repo)
+    source = source_of(qna_path, repo)
     refused = sources.refusal(source)
     if refused is not None:
         raise DocumentError(f"{where}.repo: {refused}")
     return source
-
-
-def repo_issues(
-    qna_path: Path, document: Mapping[str, Any], sources: DocumentSources | None, level: str
-) -> list[Issue]:
-    """What validation says of a git document before the build fetches it (no network): its
-    patterns, checked as local ones are (errors), and whether ``taxonomy.document_sources``
-    allows the repository (``level``: InstructLab accepts any repository)."""
-    issues = []
-    for k, pattern in enumerate(document.get("patterns") or []):
-        pattern = str(pattern)
-        problem = pattern_problem(pattern)
-        if problem and pattern.startswith("/") and ".." not in PurePosixPath(pattern).parts:
-            # Real taxonomies write "/docs/x.md" for the repository's root; the reference
-            # accepts it, so it is a warning here, but the build reads no such path.
-            problem = (
-                f"pattern {pattern!r} starts with '/': git patterns are relative to the "
-                "repository's root, and the build refuses this one",
-                f"drop the leading '/': {pattern.lstrip('/')}",
-            )
-            issues.append(Issue(("document", "patterns", k), *problem, "documents", level))
-        elif problem:
-            issues.append(Issue(("document", "patterns", k), *problem, "security"))
-    try:
-        source = _source(qna_path, str(document.get("repo", "")))
-    except DocumentError as exc:
-        message = str(exc).removeprefix(f"{qna_path}: ")
-        return [*issues, Issue(("document", "repo"), message, _SOURCE_HINT, "security", ERROR)]
-    refused = (sources or DocumentSources()).refusal(source)
-    if refused is not None:
-        issues.append(Issue(("document", "repo"), refused, _SOURCE_HINT, "security", level))
-    return issues
-
-
-_SOURCE_HINT = (
-    "name a public https:// repository; an operator who trusts this source lists it in "
-    "taxonomy.document_sources in params.yaml"
-)
 
 
 def glob_match(path: str, pattern: str) -> bool:
@@ -204,7 +184,7 @@ def _match(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
     return bool(parts) and fnmatchcase(parts[0], pattern[0]) and _match(parts[1:], pattern[1:])
 
 
-def _source(qna_path: Path, repo: str) -> str:
+def source_of(qna_path: Path, repo: str) -> str:
     """A URL git can fetch from; a local path is taken relative to the qna.yaml's folder."""
     repo = repo.strip()
     if repo.startswith("-"):
@@ -232,8 +212,22 @@ def _is_url(source: str) -> bool:
     return "://" in source or bool(_SCP_LIKE.match(source))
 
 
+def cache_key(source: str) -> str:
+    """One key for the spellings of a remote repository: with or without ``.git``, a trailing
+    slash, or upper-case letters in the scheme and host. A local path is keyed as it is."""
+    if not _is_url(source):
+        return source
+    key = source.rstrip("/")
+    key = key.removesuffix(".git").rstrip("/")
+    if "://" in key:
+        scheme, rest = key.split("://", 1)
+        host, slash, path = rest.partition("/")
+        key = f"{scheme.lower()}://{host.lower()}{slash}{path}"
+    return key
+
+
 def _mirror(source: str) -> Path:
-    key = hashlib.sha256(source.encode("utf-8")).hexdigest()[:24]
+    key = hashlib.sha256(cache_key(source).encode("utf-8")).hexdigest()[:24]
     mirror = cache_root() / f"{key}.git"
     if not (mirror / "HEAD").exists():
         tmp = mirror.with_name(mirror.name + f".tmp{os.getpid()}")
@@ -286,7 +280,7 @@ def _fetch(mirror: Path, source: str, commit: str, where: str) -> None:
     )
     if everything.returncode != 0:
         detail = (everything.stderr or by_id_error).strip().splitlines()
-        raise DocumentError(
+        raise UnreachableError(
             f"{where}.repo: git could not fetch {source} ({detail[-1] if detail else 'no detail'}); "
             "check the URL, your network and your credentials for that host"
         )
@@ -306,35 +300,36 @@ def _tree(mirror: Path, commit: str) -> dict[str, tuple[str, str]]:
 
 
 def _document(
-    mirror: Path, commit: str, path: str, mode: str, object_id: str, where: str
+    mirror: Path,
+    commit: str,
+    path: str,
+    entry: tuple[str, str],
+    where: str,
+    choice: formats.ConverterChoice,
 ) -> Document:
+    mode, object_id = entry
     if mode == "120000":
         raise DocumentError(
             f"{where}: {path} is a symlink in the repository; name the file it points to instead"
         )
-    if PurePosixPath(path).suffix.lower() not in DOCUMENT_SUFFIXES:
+    if formats.format_of(path) is None:
         raise DocumentError(
-            f"{where}.patterns match {path}, which is not a Markdown or text file; labmake reads "
-            ".md, .txt and .rst documents: narrow the pattern (e.g. *.md)"
+            f"{where}.patterns match {path}, which is not a document format labmake reads; "
+            f"{formats.FORMATS_HINT}: narrow the pattern (e.g. *.md)"
         )
     size = int(_git(["cat-file", "-s", object_id], mirror, "cannot read").strip())
-    if size > MAX_DOCUMENT_BYTES:
+    limit = formats.max_bytes(path)
+    if size > limit:
         raise DocumentError(
-            f"{where}: {path} is {size} bytes, over the {MAX_DOCUMENT_BYTES} byte limit; "
+            f"{where}: {path} is {size} bytes, over the {limit} byte limit; "
             "split it into smaller documents"
         )
     data = _run(["cat-file", "blob", object_id], mirror, "cannot read", text=False).stdout
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DocumentError(
-            f"{where}: {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
-        ) from None
-    if "\0" in text:
-        raise DocumentError(f"{where}: {path} is a binary file; name text documents only")
-    if not text.strip():
-        raise DocumentError(f"{where}: {path} is empty; remove it from patterns or fill it")
-    return Document(name=path, commit=commit, text=text)
+        converted = formats.convert(data, path, choice)
+    except formats.ConversionError as exc:
+        raise DocumentError(f"{where}: {exc.message}; {exc.hint}") from None
+    return Document(name=path, commit=commit, converted=converted)
 
 
 def _run(

@@ -12,6 +12,7 @@ from typing import Any
 
 from labmake.taxonomy.check import CheckMode, LeafReport, check_leaf
 from labmake.taxonomy.findings import ERROR, TaxonomyError, describe_findings
+from labmake.taxonomy.formats import BUILTIN, Converted, ConverterChoice
 from labmake.taxonomy.scan import QNA
 from labmake.taxonomy.schema import KNOWLEDGE, SKILL
 
@@ -32,6 +33,7 @@ class Leaf:
     created_by: str
     seed_examples: tuple[SeedExample, ...]  # knowledge: one per Q&A pair, with its context
     documents: tuple[Path, ...]  # local document files, sorted; empty for skills and git form
+    converted: tuple[Converted, ...]  # their text, in the same order
     qna_path: Path
     version: int = 3
     domain: str = ""  # knowledge only
@@ -41,10 +43,11 @@ class Leaf:
     document_patterns: tuple[str, ...] = ()
 
 
-def load_leaf(root: Path, leaf: str) -> Leaf:
-    """The validated leaf, ready for the seeds stage; :class:`TaxonomyError` if invalid."""
+def load_leaf(root: Path, leaf: str, converter: ConverterChoice = BUILTIN) -> Leaf:
+    """The validated leaf, ready for the seeds stage (its documents converted by ``converter``);
+    :class:`TaxonomyError` if invalid."""
     root = Path(root)
-    report = check_leaf(root, leaf, CheckMode())
+    report = check_leaf(root, leaf, CheckMode(converter=converter))
     errors = [f for f in report.findings if f.level == ERROR]
     if errors:
         raise TaxonomyError(describe_findings(errors))
@@ -73,6 +76,7 @@ def _knowledge_leaf(name: str, qna: Path, report: LeafReport) -> Leaf:
         created_by=data["created_by"],
         seed_examples=examples,
         documents=tuple(report.documents),
+        converted=tuple(report.converted[d] for d in report.documents),
         qna_path=qna,
         version=report.version,
         domain=data["domain"],
@@ -96,6 +100,7 @@ def _skill_leaf(name: str, qna: Path, report: LeafReport) -> Leaf:
         created_by=data["created_by"],
         seed_examples=examples,
         documents=(),
+        converted=(),
         qna_path=qna,
         version=report.version,
     )

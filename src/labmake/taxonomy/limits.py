@@ -55,6 +55,10 @@ class PromptBudget:
     max_tokens: int = 160
     examples_per_prompt: int = 3
     chunk_tokens: int = 200
+    # The knowledge pipeline's first round asks samples_per_chunk requests of every chunk; a
+    # document whose chunks would pass max_requests costs more than the leaf's budget.
+    samples_per_chunk: int = 4
+    max_requests: int = 240
 
     def fixed_tokens(self, kind: str, task_description: str) -> int:
         """Tokens every prompt spends besides its seed examples, answer room included."""

@@ -16,6 +16,7 @@ from labmake.core import artifacts
 from labmake.core.config import SeedsConfig, StudentConfig, TeacherConfig
 from labmake.taxonomy.chunking import chunk_tokens, gguf_token_counter
 from labmake.taxonomy.document_sources import DocumentSources
+from labmake.taxonomy.formats import BUILTIN, ConverterChoice
 from labmake.taxonomy.git_documents import read_documents
 from labmake.taxonomy.leaf import Leaf, load_leaf
 
@@ -30,9 +31,12 @@ def tokenizer_gguf(teacher: TeacherConfig, student: StudentConfig) -> Path:
     return resolve_gguf(teacher.gguf)
 
 
-def _documents(leaf: Leaf, sources: DocumentSources | None) -> list[tuple[dict[str, Any], str]]:
+def documents_of(
+    leaf: Leaf, sources: DocumentSources | None, choice: ConverterChoice = BUILTIN
+) -> list[tuple[dict[str, Any], str]]:
     """(record, text) of each document, local files or a git repository at a commit (one that
-    ``sources``, params.yaml's taxonomy.document_sources, allows)."""
+    ``sources``, params.yaml's taxonomy.document_sources, allows); a record says which file,
+    its format and the converter that gave its text."""
     if leaf.document_repo is not None:
         docs = read_documents(
             leaf.qna_path,
@@ -40,25 +44,19 @@ def _documents(leaf: Leaf, sources: DocumentSources | None) -> list[tuple[dict[s
             leaf.document_commit or "",
             leaf.document_patterns,
             sources,
+            choice=choice,
         )
         return [
             (
-                {
-                    "name": d.name,
-                    "repo": leaf.document_repo,
-                    "commit": d.commit,
-                    "sha256": hashlib.sha256(d.text.encode("utf-8")).hexdigest(),
-                },
+                {**d.converted.record(d.name), "repo": leaf.document_repo, "commit": d.commit},
                 d.text,
             )
             for d in docs
         ]
-    out = []
-    for doc in leaf.documents:
-        text = doc.read_text(encoding="utf-8")
-        record = {"name": doc.name, "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
-        out.append((record, text))
-    return out
+    return [
+        (converted.record(path.name), converted.text)
+        for path, converted in zip(leaf.documents, leaf.converted, strict=True)
+    ]
 
 
 def leaf_record(
@@ -71,7 +69,7 @@ def leaf_record(
     ``sources``: where git documents may come from (None: public https repositories)."""
     documents = []
     chunks: list[str] = []
-    for record, text in _documents(leaf, sources):
+    for record, text in documents_of(leaf, sources, ConverterChoice.of(cfg)):
         documents.append(record)
         if count_tokens is None:
             raise ValueError(f"{leaf.qna_path}: documents need a tokenizer to be chunked")
@@ -101,7 +99,7 @@ def run(
     out: Path,
     sources: DocumentSources | None = None,
 ) -> None:
-    loaded = load_leaf(taxonomy_root, leaf)
+    loaded = load_leaf(taxonomy_root, leaf, ConverterChoice.of(cfg))
     if loaded.kind == "knowledge" and not loaded.documents and loaded.document_repo is None:
         raise ValueError(
             f"{loaded.qna_path}: this knowledge leaf names no document; put the documents beside "

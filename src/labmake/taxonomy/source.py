@@ -68,26 +68,33 @@ def read_text(path: Path, what: str = "qna.yaml", max_bytes: int = MAX_QNA_BYTES
     Newlines are translated as Python's text mode does (CRLF and CR become LF) because the
     reference reads the file with ``Path.read_text``; yamllint therefore never sees a CR.
     """
+    return decode(read_bytes(path, what, max_bytes, _QNA_TOO_BIG), what)
+
+
+_QNA_TOO_BIG = (
+    "a taxonomy file holds a handful of short examples; move long text into documents and keep "
+    "only excerpts in the file"
+)
+
+
+def read_bytes(
+    path: Path, what: str, max_bytes: int, too_big_hint: str = "split it into smaller files"
+) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``, or :class:`ReadError`."""
     try:
         st = os.stat(path)
-    except OSError as exc:
-        raise _err(
-            f"cannot read {what}: {exc.strerror}", "check the path and permissions"
-        ) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise _err(
-            f"{what} is not a regular file",
-            "replace it with an ordinary text file (devices, pipes and folders are not read)",
-            "security",
-        )
-    if st.st_size > max_bytes:
-        raise _err(
-            f"{what} is {_size(st.st_size)}, over the {_size(max_bytes)} limit",
-            "a taxonomy file holds a handful of short examples; move long text into documents "
-            "and keep only excerpts in the file",
-            "security",
-        )
-    try:
+        if not stat.S_ISREG(st.st_mode):
+            raise _err(
+                f"{what} is not a regular file",
+                "replace it with an ordinary file (devices, pipes and folders are not read)",
+                "security",
+            )
+        if st.st_size > max_bytes:
+            raise _err(
+                f"{what} is {_size(st.st_size)}, over the {_size(max_bytes)} limit",
+                too_big_hint,
+                "security",
+            )
         with open(path, "rb") as fh:
             raw = fh.read(max_bytes + 1)
     except OSError as exc:
@@ -98,7 +105,7 @@ def read_text(path: Path, what: str = "qna.yaml", max_bytes: int = MAX_QNA_BYTES
         raise _err(
             f"{what} is over the {_size(max_bytes)} limit", "keep the file small", "security"
         )
-    return decode(raw, what)
+    return raw
 
 
 def decode(raw: bytes, what: str = "qna.yaml") -> str:

@@ -115,8 +115,8 @@ SILENT = "zorblat-silent"
 
 
 def _sdg_answer(request: Request) -> Completion | None:
-    """labmake.sdg's one-item prompts: verdicts, 1-5 scores, open answers and multiple-choice
-    wrong options; None otherwise.
+    """labmake.sdg's one-item prompts: verdicts, 1-5 scores, open answers, multiple-choice
+    wrong options and chunk rewrites; None otherwise.
 
     Verdicts pass four times in five and scores run 2-5, so the pipelines' filters have real
     work to do while samples still survive.
@@ -131,6 +131,8 @@ def _sdg_answer(request: Request) -> Completion | None:
         return Completion(text=f" {rng.choice([2, 3, 4, 5, 5])}\n", finished=True)
     if tail == "<wrong>":
         return _wrong_options(request.prompt, rng)
+    if tail == "<rewrite>":
+        return _rewrite(request.prompt)
     if tail.endswith("<answer>"):
         # An open answer to the question just asked, built from its words and the prompt's.
         question = _last(request.prompt, "question")
@@ -139,6 +141,24 @@ def _sdg_answer(request: Request) -> Completion | None:
         answer = f"About {topic.lower()}: {rng.choice(words)} and {rng.choice(words)} fit here."
         return Completion(text=f"{answer}</answer>\n", finished=True)
     return None
+
+
+def _rewrite(prompt: str) -> Completion:
+    """A rewrite of labmake.sdg.augment's chunk (the prompt's last document) in the form the
+    prompt's first line asks for -- its first two sentences (a summary), its three longest on
+    "- " lines (key facts), all of them in reverse order (rephrased) -- made of the chunk's own
+    words, so that the overlap and length rules pass it and the judge decides; a chunk of one
+    sentence gets itself back, which the augment pipeline drops as a copy."""
+    chunk = _last(prompt, "document")
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", chunk) if s.strip()] or [chunk]
+    head = prompt.split("\n", 1)[0]
+    if "summary" in head:
+        text = " ".join(sentences[:2])
+    elif "key facts" in head:
+        text = "\n".join(f"- {s}" for s in sorted(sentences, key=len, reverse=True)[:3])
+    else:
+        text = " ".join(reversed(sentences))
+    return Completion(text=f"\n{text}\n", finished=True)
 
 
 def _wrong_options(prompt: str, rng: random.Random) -> Completion:

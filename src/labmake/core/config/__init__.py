@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import yaml
 
 from labmake.core.config.data import (
+    AugmentConfig,
     FilterConfig,
     FreeformCounts,
     GenerateConfig,
@@ -61,6 +62,7 @@ from labmake.core.schema import (
 )
 
 __all__ = [
+    "AugmentConfig",
     "BuildConfig",
     "ConfigError",
     "EvaluateConfig",

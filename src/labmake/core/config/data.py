@@ -12,6 +12,14 @@ from labmake.core.schema import ConfigError, param
 class SeedsConfig:
     chunk_tokens: int = param(200, help="knowledge documents: tokens per chunk", min=16)
     chunk_overlap_tokens: int = param(32, help="tokens a chunk shares with the previous one", min=0)
+    converter: str = param(
+        "builtin",
+        help="PDF, Word and HTML documents: builtin (pypdfium2, mammoth, markdownify) or docling",
+        allowed=["builtin", "docling"],
+    )
+    docling_models: str | None = param(
+        None, help="with converter docling: the folder of its models (PDF needs them)"
+    )
 
     def __post_init__(self) -> None:
         if self.chunk_overlap_tokens >= self.chunk_tokens:
@@ -29,10 +37,38 @@ class YieldFloor:
     max_requests: int = param(240, help="teacher requests extra rounds may bring a leaf to", min=1)
 
 
+# What a knowledge chunk may be rewritten as before Q/A generation (labmake.sdg.augment).
+AUGMENT_KINDS = ("summary", "key_facts", "rephrase")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Document augmentation (LAB, sdg_hub): the teacher rewrites each knowledge chunk; the
+    rewrites its judges keep become extra chunks that Q/A generation reads like the document's."""
+
+    kinds: tuple[str, ...] = param(
+        (),
+        help="rewrites of each chunk: summary, key_facts, rephrase; [] turns augmentation off",
+        item={"allowed": list(AUGMENT_KINDS)},
+    )
+    per_chunk: int = param(1, help="rewrite requests per chunk and kind", min=1, max=8)
+
+    def __post_init__(self) -> None:
+        if len(set(self.kinds)) != len(self.kinds):
+            raise ConfigError(
+                f"params.yaml: generate.knowledge.augment.kinds lists a kind twice "
+                f"({list(self.kinds)}); use per_chunk for more rewrites of one kind"
+            )
+
+
 @dataclass(frozen=True)
 class KnowledgeCounts(YieldFloor):
     samples_per_chunk: int = param(
         4, help="generation requests per document chunk (one Q/A each)", min=1
+    )
+    augment: AugmentConfig = param(
+        help="rewrites of each chunk (summary, key facts, rephrased) as extra chunks",
+        factory=AugmentConfig,
     )
 
 

@@ -3,12 +3,12 @@
 Types: ``rows`` (the source: per chunk or per leaf, with few-shot examples), ``generate`` (a
 teacher call that writes text), ``parse`` (read marked fields out of that text), ``judge``
 (a teacher call that writes a verdict, parsed to a score), ``overlap`` (share of a text's
-content words found in another column: a rule-based grounding score), ``filter`` (keep rows
-whose value is within bounds), ``dedup`` (exact duplicates of some columns), ``rules`` (the
-filter stage's rules, before judges are paid for), ``options`` (a
-multiple-choice question's wrong options, split and made distinct), ``safety`` (the safety
-policy's deterministic detectors and lexicon) and ``safety_judge`` (the teacher, with the policy
-as its rubric).
+content words found in another column: a rule-based grounding score), ``length`` (its words
+over another column's), ``filter`` (keep rows whose value is within bounds), ``dedup`` (exact
+duplicates of some columns), ``rules`` (the filter stage's rules, before judges are paid for),
+``options`` (a multiple-choice question's wrong options, split and made distinct), ``safety``
+(the safety policy's deterministic detectors and lexicon) and ``safety_judge`` (the teacher,
+with the policy as its rubric).
 
 What blocks share (rows, Context, the Block base class, PipelineError) is in
 :mod:`labmake.sdg.blocks.base`; each family of blocks has its own module.
@@ -28,6 +28,7 @@ from labmake.sdg.blocks.safety import SafetyBlock, SafetyJudgeBlock
 from labmake.sdg.blocks.transform import (
     DedupBlock,
     FilterBlock,
+    LengthBlock,
     OverlapBlock,
     ParseBlock,
     RulesBlock,
@@ -41,6 +42,7 @@ REGISTRY: dict[str, type[Block]] = {
         ParseBlock,
         JudgeBlock,
         OverlapBlock,
+        LengthBlock,
         FilterBlock,
         DedupBlock,
         RulesBlock,

@@ -72,6 +72,8 @@ class Context:
     def typical(self, name: str) -> str:
         """A stand-in for a value the teacher would write (dry runs price prompts with it): the
         leaf's longest seed value of that field, so a plan never under-prices a prompt."""
+        if name == "rewrite":  # a chunk rewritten (labmake.sdg.augment): about its length
+            return max(self.seeds.get("chunks") or [""], key=len)
         examples = self.seeds["seed_examples"] or [{"question": "", "answer": "", "context": ""}]
         if name not in ("question", "answer", "context"):
             name = "answer"
@@ -113,20 +115,37 @@ def resolve_count(value: Any, counts: Counts | None, where: str) -> int:
 
 
 def _count(value: Any, counts: Counts | None, where: str) -> int:
-    section, target = counts if counts is not None else ("generate", GenerateConfig())
     if isinstance(value, int) and not isinstance(value, bool):
         return value
+    section, target = _lookup(value, counts, where, "a count must be an integer")
+    if not isinstance(target, int) or isinstance(target, bool):
+        raise PipelineError(f"{where}: {section}.{value} is not an integer")
+    return target
+
+
+def resolve_names(value: Any, counts: Counts | None, where: str) -> tuple[str, ...]:
+    """A list of names, or a dotted name of one in a params.yaml section
+    (``knowledge.augment.kinds``)."""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    section, target = _lookup(value, counts, where, "a list of names must be a list")
+    if not isinstance(target, tuple | list) or not all(isinstance(v, str) for v in target):
+        raise PipelineError(f"{where}: {section}.{value} is not a list of names")
+    return tuple(target)
+
+
+def _lookup(value: Any, counts: Counts | None, where: str, what: str) -> tuple[str, Any]:
+    """(the section's name, the value of the dotted name ``value`` in it)."""
+    section, target = counts if counts is not None else ("generate", GenerateConfig())
     if not isinstance(value, str):
-        raise PipelineError(f"{where}: a count must be an integer or a {section}.* name")
+        raise PipelineError(f"{where}: {what} or a {section}.* name")
     for part in value.split("."):
         if not hasattr(target, part):
             raise PipelineError(
                 f"{where}: {section}.{value} is not a key of params.yaml's {section} section"
             )
         target = getattr(target, part)
-    if not isinstance(target, int) or isinstance(target, bool):
-        raise PipelineError(f"{where}: {section}.{value} is not an integer")
-    return target
+    return section, target
 
 
 class Block:

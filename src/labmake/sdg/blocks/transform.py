@@ -1,13 +1,14 @@
 """Blocks that work on the rows alone, without the teacher: ``parse`` (read marked fields out of
-a text), ``overlap`` (a rule-based grounding score), ``filter`` (keep rows whose value is within
-bounds) and ``dedup`` (drop exact duplicates)."""
+a text), ``overlap`` (a rule-based grounding score), ``length`` (a text's length against its
+source's), ``filter`` (keep rows whose value is within bounds) and ``dedup`` (drop exact
+duplicates)."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from labmake.core.text import content_overlap
+from labmake.core.text import content_overlap, tokens
 from labmake.sdg import parse
 from labmake.sdg.blocks.base import Block, Context, PipelineError, Row, reject
 
@@ -124,14 +125,9 @@ class FilterBlock(Block):
         return kept, rejected
 
 
-class OverlapBlock(Block):
-    """``output``: the share of ``text``'s content words found in ``source`` (0-1).
+class _CompareBlock(Block):
+    """``output``: a rule-based score of ``text`` against ``source`` (``measure``)."""
 
-    A rule, not a model: cheap evidence of grounding that lets a pipeline drop plainly
-    ungrounded answers before paying for judge calls on them.
-    """
-
-    type = "overlap"
     allowed = frozenset({"text", "source", "output"})
     required = allowed
 
@@ -141,14 +137,40 @@ class OverlapBlock(Block):
     def produces(self) -> set[str]:
         return {self.spec["output"]}
 
+    def measure(self, text: str, source: str) -> float:
+        raise NotImplementedError
+
     def run(self, rows: list[Row], ctx: Context) -> tuple[list[Row], list[Row]]:
         out = self.spec["output"]
         kept = []
         for row in rows:
             text, source = row[self.spec["text"]] or "", row[self.spec["source"]] or ""
-            score = 1.0 if ctx.dry else round(content_overlap(text, source), 4)
+            score = 1.0 if ctx.dry else round(self.measure(text, source), 4)
             kept.append({**row, out: score, "_scores": {**row["_scores"], out: score}})
         return kept, []
+
+
+class OverlapBlock(_CompareBlock):
+    """``output``: the share of ``text``'s content words found in ``source`` (0-1).
+
+    A rule, not a model: cheap evidence of grounding that lets a pipeline drop plainly
+    ungrounded answers before paying for judge calls on them.
+    """
+
+    type = "overlap"
+
+    def measure(self, text: str, source: str) -> float:
+        return content_overlap(text, source)
+
+
+class LengthBlock(_CompareBlock):
+    """``output``: ``text``'s words over ``source``'s: a rule that tells a rewrite of a chunk
+    that kept almost nothing of it, or rambled on past it, before a judge is paid for it."""
+
+    type = "length"
+
+    def measure(self, text: str, source: str) -> float:
+        return len(tokens(text)) / max(1, len(tokens(source)))
 
 
 _SPACE = re.compile(r"\W+")
@@ -156,26 +178,39 @@ _SPACE = re.compile(r"\W+")
 
 class DedupBlock(Block):
     """Drop rows whose ``columns`` equal an earlier row's (case and punctuation ignored), in
-    this round or an earlier one (so a later round never pays judges for a repeat)."""
+    this round or an earlier one (so a later round never pays judges for a repeat). With
+    ``source`` (a column), also rows whose ``columns`` equal their own source's: a "rewrite" of
+    a chunk that copies it adds nothing the chunk does not."""
 
     type = "dedup"
-    allowed = frozenset({"columns"})
+    allowed = frozenset({"columns", "source"})
     required = frozenset({"columns"})
 
     def needs(self, override_dir: str | None) -> set[str]:
-        return set(self.spec["columns"])
+        return set(self.spec["columns"]) | (
+            {self.spec["source"]} if "source" in self.spec else set()
+        )
 
     def run(self, rows: list[Row], ctx: Context) -> tuple[list[Row], list[Row]]:
         seen = ctx.seen.setdefault(self.name, set()) if not ctx.dry else set()
         kept, rejected = [], []
         for row in rows:
-            key = tuple(_SPACE.sub(" ", str(row[c]).lower()).strip() for c in self.spec["columns"])
+            key = tuple(_words(row[c]) for c in self.spec["columns"])
+            copied = "source" in self.spec and key == (_words(row[self.spec["source"]]),) * len(key)
+            if copied and not ctx.dry:
+                rejected.append(reject(row, self.name, "copy_of_source"))
+                continue
             if key in seen and not ctx.dry:
                 rejected.append(reject(row, self.name, "exact_duplicate"))
                 continue
             seen.add(key)
             kept.append(row)
         return kept, rejected
+
+
+def _words(value: Any) -> str:
+    """``value`` as dedup compares it: lower case, every run of non-word characters a space."""
+    return _SPACE.sub(" ", str(value).lower()).strip()
 
 
 class RulesBlock(Block):
