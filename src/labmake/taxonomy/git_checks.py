@@ -4,6 +4,7 @@ documents themselves, read as the build reads them (:mod:`labmake.taxonomy.git_d
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -107,8 +108,9 @@ def git_document_issues(
 
 
 def _split(message: str) -> tuple[str, str, str]:
-    """A message written "what is wrong; what to do" as its two parts."""
-    return message.partition("; ")
+    """A message written "document.key: what is wrong; what to do" as its two parts (the
+    finding names the key itself)."""
+    return re.sub(r"^document(\.\w+)?: ", "", message).partition("; ")
 
 
 _SOURCE_HINT = (
