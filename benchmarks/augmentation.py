@@ -35,6 +35,8 @@ from typing import Any
 
 import yaml
 
+from labmake.core import artifacts
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import try_leaf as bench  # noqa: E402  (benchmarks/try_leaf.py: the project copy, its runner)
 
@@ -53,7 +55,8 @@ def write_params(project: Path, name: str, kinds: tuple[str, ...]) -> Path:
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    """The records of a file the try may not have got to write (a stopped try)."""
+    return artifacts.read_jsonl(path) if path.is_file() else []
 
 
 def one_try(project: Path, leaf: str, params: Path, folder: str) -> dict[str, Any]:
