@@ -35,6 +35,10 @@ rule generate_multiple_choice:
     threads: CONFIG.teacher.n_threads
     resources:
         mem_mb=2000,
+        teacher=1,
+    # With the leaves' generate jobs: one allocation, one teacher process (rules/generate.smk).
+    group:
+        "teacher"
     script:
         "../scripts/generate_multiple_choice.py"
 

@@ -1,3 +1,9 @@
+# A limit on the resource "teacher" (profiles/slurm: 1) holds per allocation, not for the whole
+# cluster: an allocation's teacher jobs take turns with its one teacher process.
+resource_scopes:
+    teacher="local",
+
+
 rule generate:
     input:
         seeds=paths.SEEDS,
@@ -28,5 +34,12 @@ rule generate:
     threads: CONFIG.teacher.n_threads
     resources:
         mem_mb=2000,
+        # One teacher at a time per allocation: with profiles/slurm's resource scope, the
+        # group's jobs run one after another against the allocation's one teacher process.
+        teacher=1,
+    # On a cluster, profiles/slurm packs several leaves' teacher jobs into one allocation
+    # (group-components), and they share one teacher process (labmake.teacher.shared).
+    group:
+        "teacher"
     script:
         "../scripts/generate.py"

@@ -5,6 +5,11 @@ tests/slurm/up.sh brings the cluster up from Debian's packages (root and apt nee
 with the shipped profile, adjusted only where this one node cannot satisfy it (memory). The
 test checks what SLURM itself recorded about each job (MinJobAge keeps finished jobs visible)
 and that the GGUFs are byte-identical to a local build of the same inputs.
+
+Teacher jobs come several to an allocation (the profile's group-components) and share one
+teacher process: a 50-leaf taxonomy's generate jobs are run with one leaf per allocation (as
+before the grouping existed) and with the shipped profile, and the allocations SLURM recorded
+and the model loads the jobs' logs report are counted for each.
 """
 
 from __future__ import annotations
@@ -70,11 +75,13 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> dict:
         assert down.returncode == 0, f"tests/slurm/down.sh failed:\n{down.stdout}\n{down.stderr}"
 
 
-def ci_profile(target: Path, node: dict) -> Path:
+def ci_profile(target: Path, node: dict, **overrides: object) -> Path:
     """profiles/slurm, with memory and CPU requests capped at what the test node has (a real
     GPU node has more memory than this machine) and a short first status check (the plugin
-    waits 40 s by default, a long time for seconds-long jobs). Everything else is as shipped."""
+    waits 40 s by default, a long time for seconds-long jobs). Everything else is as shipped,
+    but for the keys in ``overrides``."""
     profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    profile.update(overrides)
     profile["slurm-init-seconds-before-status-checks"] = 3
     for resources in [profile["default-resources"], *profile.get("set-resources", {}).values()]:
         if "mem_mb" in resources:
@@ -117,19 +124,38 @@ def builds(
     return on_slurm, local
 
 
+def jobs_by_rule(workdir: Path) -> dict[str, list[dict[str, str]]]:
+    """SLURM's jobs of `workdir` by rule; a group job (the plugin comments it
+    rule_<group>_<its rules>) counts under "group:<group>"."""
+    by_rule: dict[str, list[dict[str, str]]] = {}
+    for job in slurm_jobs(workdir):
+        rule = re.match(r"rule_(\w+?)(?:_wildcards_.*)?$", job["Comment"])[1]
+        if rule.startswith("teacher_"):
+            rule = "group:teacher"
+        by_rule.setdefault(rule, []).append(job)
+    return by_rule
+
+
+def teacher_loads(workdir: Path) -> int:
+    """Model loads the teacher jobs' logs report (labmake.teacher.shared logs each one)."""
+    logs = [
+        *(workdir / "build/logs/generate").rglob("*.log"),
+        *(workdir / "build/logs/generate_multiple_choice").rglob("*.log"),
+    ]
+    return sum(log.read_text().count("teacher: loaded") for log in logs)
+
+
 def test_jobs_ran_on_slurm_and_training_asked_for_a_gpu(builds: tuple[Path, Path]):
     on_slurm, _ = builds
-    jobs = slurm_jobs(on_slurm)
-    by_rule: dict[str, list[dict[str, str]]] = {}
-    for job in jobs:
-        rule = re.match(r"rule_(\w+?)(?:_wildcards_.*)?$", job["Comment"])[1]
-        by_rule.setdefault(rule, []).append(job)
+    by_rule = jobs_by_rule(on_slurm)
+    jobs = [job for group in by_rule.values() for job in group]
     assert all(job["JobState"] == "COMPLETED" for job in jobs), jobs
-    # Every non-local rule went through sbatch; the two training phases are GPU jobs.
+    # Every non-local rule went through sbatch; the two training phases are GPU jobs. The two
+    # leaves' generate jobs shared one allocation and one teacher load.
     counts = {rule: len(group) for rule, group in by_rule.items()}
     assert counts == {
         "base_model": 1,
-        "generate": 2,
+        "group:teacher": 1,
         "train": 2,
         "merge": 1,
         "gguf_f16": 1,
@@ -141,6 +167,7 @@ def test_jobs_ran_on_slurm_and_training_asked_for_a_gpu(builds: tuple[Path, Path
     others = [job for rule, group in by_rule.items() if rule != "train" for job in group]
     assert others and all(job["Partition"] == "cpu" for job in others)
     assert not any("gpu" in job.get("TresPerJob", "") for job in others)
+    assert teacher_loads(on_slurm) == 1
     # Each job's SLURM log goes where the README says (the plugin deletes those of successful
     # jobs unless slurm-keep-successful-logs is set).
     logs = (on_slurm / ".snakemake/slurm_logs/rule_train").resolve()
@@ -151,3 +178,56 @@ def test_gguf_identical_to_local_build(builds: tuple[Path, Path]):
     on_slurm, local = builds
     for name in GGUFS:
         assert sha256(on_slurm / name) == sha256(local / name), name
+
+
+LEAVES = 50
+
+
+def synthetic_taxonomy(workdir: Path, leaves: int) -> list[str]:
+    """`leaves` skill leaves, each the test rhymes leaf with a word of its own."""
+    shutil.rmtree(workdir / "taxonomy")
+    seed = REPO / "tests/data/taxonomy/compositional_skills/test/rhymes"
+    names = []
+    for i in range(leaves):
+        name = f"compositional_skills/synthetic/leaf_{i:03d}"
+        folder = workdir / "taxonomy" / name
+        shutil.copytree(seed, folder)
+        qna = folder / "qna.yaml"
+        qna.write_text(qna.read_text().replace("rhymes with", f"rhymes (list {i}) with"))
+        names.append(name)
+    return names
+
+
+@pytest.fixture(scope="module")
+def fifty_leaves(
+    slurm_cluster: dict, tmp_path_factory: pytest.TempPathFactory, tiny_student_gguf: Path
+) -> dict[str, Path]:
+    """The 50 leaves' generate jobs with one leaf per allocation ("before") and as shipped."""
+    runs = {}
+    for run, overrides in (("before", {"group-components": ["teacher=1"]}), ("after", {})):
+        workdir = make_tiny_workdir(tmp_path_factory.mktemp(f"fifty-{run}"), tiny_student_gguf)
+        leaves = synthetic_taxonomy(workdir, LEAVES)
+        profile = ci_profile(
+            tmp_path_factory.mktemp(f"profiles-{run}") / "slurm-ci", slurm_cluster, **overrides
+        )
+        targets = [f"build/generated/{leaf}.jsonl" for leaf in leaves]
+        result = snakemake(workdir, *targets, profile=profile, timeout=1800)
+        assert result.returncode == 0, (result.stdout[-4000:], result.stderr[-6000:])
+        runs[run] = workdir
+    return runs
+
+
+def test_fifty_leaves_share_a_teacher_per_allocation(fifty_leaves: dict[str, Path]):
+    per_job = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    (components,) = per_job["group-components"]
+    leaves_per_job = int(components.split("=")[1])
+    before, after = (jobs_by_rule(fifty_leaves[run]) for run in ("before", "after"))
+    assert len(before["group:teacher"]) == LEAVES and teacher_loads(fifty_leaves["before"]) == 50
+    allocations = -(-LEAVES // leaves_per_job)
+    assert len(after["group:teacher"]) == allocations
+    assert teacher_loads(fifty_leaves["after"]) == allocations
+    assert all(job["JobState"] == "COMPLETED" for job in after["group:teacher"])
+    # One teacher process for many leaves answers as each leaf's own would: the same bytes.
+    for generated in sorted((fifty_leaves["before"] / "build/generated").rglob("*.jsonl")):
+        twin = fifty_leaves["after"] / generated.relative_to(fifty_leaves["before"])
+        assert sha256(twin) == sha256(generated), generated

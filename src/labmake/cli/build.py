@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ import labmake
 from labmake.cli import build_state
 from labmake.cli.build_checks import validate_changed
 from labmake.cli.exit_codes import EXIT_USAGE
+from labmake.cli.workflow_command import snakemake_command
 from labmake.core import paths
 
 if TYPE_CHECKING:  # the config module is imported when the command runs
@@ -138,15 +138,7 @@ def _run(args: argparse.Namespace) -> int:
     if status != 0:
         print("labmake build: fix the taxonomy errors above, then build again.", file=sys.stderr)
         return status
-    snakemake = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
-    command = [
-        snakemake,
-        "--profile",
-        args.profile,
-        "--configfile",
-        args.params,
-        *args.snakemake_args,
-    ]
+    command = snakemake_command(args.profile, args.params, *args.snakemake_args)
     print("+ " + " ".join(command), file=sys.stderr)
     result = subprocess.run(command, check=False)
     _after_snakemake(result.returncode, args.snakemake_args, inputs, cfg)

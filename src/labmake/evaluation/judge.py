@@ -15,7 +15,7 @@ from labmake.core.config import TeacherConfig
 from labmake.core.hashing import derive_seed
 from labmake.teacher.complete import complete_all
 from labmake.teacher.protocol import Request
-from labmake.teacher.registry import open_teacher
+from labmake.teacher.shared import open_for_job
 
 JUDGE_TEMPLATE = "judge_answer"
 JUDGE_MAX_TOKENS = 12  # a grade is a number; a small cap also stops a rambling base model
@@ -88,7 +88,7 @@ def judge_answers(
         )
         for item, answer in zip(items, answers, strict=True)
     ]
-    teacher = open_teacher(judge, "evaluate.judge")
+    teacher = open_for_job(judge, "evaluate.judge")
     try:
         replies = [c.text for c in complete_all(teacher, requests, "judge")]
         identity = teacher.identity

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,6 +26,32 @@ from labmake.teacher.protocol import (
 )
 
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Usage:
+    """What this process asked of teachers: requests sent and the seconds spent waiting for
+    their answers (decoding, or the server's), and requests the cache answered. A job logs
+    it (:func:`log_usage`), so a build's time in the teacher can be told from its overhead
+    (benchmarks/overhead.py)."""
+
+    sent: int = 0
+    seconds: float = 0.0
+    cached: int = 0
+
+
+USAGE = Usage()
+
+
+def log_usage(since: Usage, who: str) -> None:
+    """One line: the teacher work of this process since the snapshot ``since``."""
+    log.info(
+        "%s: teacher: %d requests sent, %.2f s waiting for answers; %d answered by the cache",
+        who,
+        USAGE.sent - since.sent,
+        USAGE.seconds - since.seconds,
+        USAGE.cached - since.cached,
+    )
 
 
 def complete_all(
@@ -139,6 +166,7 @@ class _Job:
         except (KeyError, TypeError):
             log.warning("%s: request %d: incomplete cache entry, asking again", self.label, i)
             return
+        USAGE.cached += 1
         self.advance()
 
     def _refuse_overflow(self, i: int) -> None:
@@ -170,10 +198,15 @@ class _Job:
 
         sub = [self.requests[i] for i in group]
         complete_many = getattr(self.teacher, "complete_many", None)
-        if complete_many is None:
-            complete_one_by_one(self.teacher, sub, on_done)
-        else:
-            complete_many(sub, on_done)
+        start = time.monotonic()
+        try:
+            if complete_many is None:
+                complete_one_by_one(self.teacher, sub, on_done)
+            else:
+                complete_many(sub, on_done)
+        finally:
+            USAGE.sent += len(sub)
+            USAGE.seconds += time.monotonic() - start
 
     def store(self, i: int, completion: Completion) -> None:
         """Keep request ``i``'s answer, with its provenance, and cache it at once."""

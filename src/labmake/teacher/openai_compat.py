@@ -302,4 +302,4 @@ def _retry_after(value: str | None) -> float | None:
         return None  # an HTTP date: fall back to our own backoff
 
 
-register("openai", OpenAITeacher)
+register("openai", OpenAITeacher, loads_model=False)

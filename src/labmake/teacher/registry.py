@@ -23,10 +23,15 @@ PLUGINS_ENV = "LABMAKE_TEACHER_PLUGINS"
 Factory = Callable[[TeacherConfig], Teacher]
 
 _FACTORIES: dict[str, Factory] = {}
+# Backends that hold a model in the process that opens them (not a client of a server): worth
+# one shared teacher process per machine allocation (labmake.teacher.shared).
+_LOADS_MODEL: set[str] = set()
 
 
-def register(name: str, factory: Factory) -> None:
-    """Make ``factory`` the backend called ``name``; a second, different one is a bug."""
+def register(name: str, factory: Factory, *, loads_model: bool = True) -> None:
+    """Make ``factory`` the backend called ``name``; a second, different one is a bug.
+
+    ``loads_model``: False for a client of a server (openai), which costs nothing to open."""
     known = _FACTORIES.get(name)
     if known is not None and _origin(known) != _origin(factory):
         raise TeacherError(
@@ -34,6 +39,16 @@ def register(name: str, factory: Factory) -> None:
             f"{_origin(factory)}); give one of them another name"
         )
     _FACTORIES[name] = factory
+    if loads_model:
+        _LOADS_MODEL.add(name)
+    else:
+        _LOADS_MODEL.discard(name)
+
+
+def loads_model(name: str) -> bool:
+    """Whether the backend ``name`` loads a model in the process that opens it."""
+    _load_plugins()
+    return name in _LOADS_MODEL
 
 
 def _origin(factory: Factory) -> str:
