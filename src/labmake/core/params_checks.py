@@ -9,6 +9,7 @@ the prefix, so the message names the key the user wrote.
 from __future__ import annotations
 
 from pathlib import Path
+from string import Formatter
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,6 +32,63 @@ def check_teacher(cfg: Any) -> None:
                 "environment variable whose NAME goes in teacher.api_key_env (the URL is "
                 "printed in logs and in the build report; the variable never is)"
             )
+    if cfg.serve is not None:
+        _check_serve(cfg)
+
+
+# What labmake fills in in teacher.serve's argv (labmake.teacher.served renders them).
+SERVE_PLACEHOLDERS = ("port", "gguf")
+
+
+def serve_placeholders(item: str) -> list[str]:
+    """The ``{...}`` fields in one argv item of teacher.serve, as written (``{port:d}`` stays
+    that: not a placeholder); ``{{`` and ``}}`` are literal braces. ValueError for a lone one."""
+    fields = []
+    for _text, name, spec, conversion in Formatter().parse(item):
+        if name is not None:
+            fields.append(
+                name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            )
+    return fields
+
+
+def _check_serve(cfg: Any) -> None:
+    """teacher.serve: labmake starts that server itself, so it owns base_url and the port."""
+    if cfg.backend != "openai":
+        raise ConfigError(
+            f"params.yaml: teacher.serve starts an OpenAI-compatible server, which only "
+            f"teacher.backend openai talks to (it is {cfg.backend!r}); set teacher.backend: "
+            "openai, or remove teacher.serve"
+        )
+    if cfg.base_url is not None:
+        raise ConfigError(
+            "params.yaml: teacher.serve and teacher.base_url are both set; with serve, labmake "
+            "picks a free port and talks to http://127.0.0.1:{port}/v1 itself: set "
+            "teacher.base_url: null (or remove teacher.serve to use a server you run)"
+        )
+    known = " and ".join(f"{{{p}}}" for p in SERVE_PLACEHOLDERS)
+    found: set[str] = set()
+    for i, item in enumerate(cfg.serve):
+        try:
+            names = serve_placeholders(item)
+        except ValueError as exc:
+            raise ConfigError(
+                f"params.yaml: teacher.serve[{i}] {item!r}: {exc}; the only placeholders are "
+                f"{known}; write a literal brace as {{{{ or }}}}"
+            ) from None
+        unknown = sorted(set(names) - set(SERVE_PLACEHOLDERS))
+        if unknown:
+            raise ConfigError(
+                f"params.yaml: teacher.serve[{i}] {item!r} has the unknown placeholder(s) "
+                f"{', '.join(f'{{{n}}}' for n in unknown)}; the only ones are {known} (write a "
+                "literal brace as {{ or }})"
+            )
+        found.update(names)
+    if "port" not in found:
+        raise ConfigError(
+            "params.yaml: teacher.serve never passes {port} to the server; labmake picks a "
+            'free port and waits for the server there: add it, e.g. "--port", "{port}"'
+        )
 
 
 def check_generate(cfg: Any) -> None:

@@ -15,6 +15,13 @@ may run side by side and each gets its own teacher. ``LABMAKE_TEACHER_SHARE=on``
 anywhere (a workstation building many leaves one after another with a big teacher), ``off``
 turns it off. A backend that is only a client of a server (openai) is never shared: it has no
 model to load.
+
+A served teacher (``teacher.serve``: labmake starts the OpenAI-compatible server itself,
+:mod:`labmake.teacher.served`) always runs under such a teacher process, which starts the
+server command, waits until it answers and stops exactly it. With sharing on, that is the
+allocation's one process, as above: one server for all its jobs. With sharing off, the job
+starts a private one (its socket named with the job's pid, so no other job finds it) that stops
+when the job closes the teacher, or within about a second of the job's death, SIGKILL included.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import socket
 import subprocess
 import sys
@@ -41,6 +49,7 @@ from typing import Any
 from labmake.core.config import TeacherConfig
 from labmake.teacher.protocol import Completion, OnDone, Request, Teacher, TeacherError
 from labmake.teacher.registry import PLUGINS_ENV, loads_model, open_teacher
+from labmake.teacher.served import STOP_GRACE_S
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +58,7 @@ IDLE_S = 120  # a shared teacher nobody used for this long stops (the next job s
 LOAD_TIMEOUT_S = 3600  # a 70B GGUF from a slow file system still loads well within an hour
 # A Unix socket's path is limited to 107 bytes; a site's TMPDIR may be long.
 MAX_SOCKET_PATH = 100
+STOP_WAIT_S = STOP_GRACE_S + 10  # a private teacher process stopping its server
 
 
 def sharing_on() -> bool:
@@ -62,10 +72,15 @@ def sharing_on() -> bool:
 
 
 def open_for_job(cfg: TeacherConfig, key: str = "teacher") -> Teacher:
-    """The teacher a job uses: the allocation's shared one, or one loaded in this process.
+    """The teacher a job uses: the allocation's shared one, one loaded in this process, or --
+    served (``teacher.serve``) with sharing off -- this job's own teacher process.
 
     Either way the job's log says where the model was loaded, so a build's model loads can be
     counted from its logs ("teacher: loaded ...")."""
+    if cfg.serve is not None:
+        if cfg.gguf is not None:  # the digest of where it runs: this GGUF, wherever from
+            cfg = dataclasses.replace(cfg, gguf=str(Path(cfg.gguf).absolute()))
+        return _connect(cfg, key, private=not sharing_on())
     if not (loads_model(cfg.backend) and sharing_on()):
         start = time.monotonic()
         teacher = open_teacher(cfg, key)
@@ -80,11 +95,22 @@ def open_for_job(cfg: TeacherConfig, key: str = "teacher") -> Teacher:
 
 
 class SharedTeacher:
-    """A teacher answered by the allocation's shared teacher process (see the module)."""
+    """A teacher answered by a teacher process: the allocation's shared one, or this job's own
+    (``private``: it stops when this job closes the teacher; see the module)."""
 
-    def __init__(self, conn: Connection, hello: dict[str, Any], log_path: Path) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        hello: dict[str, Any],
+        log_path: Path,
+        process: subprocess.Popen[bytes] | None = None,
+    ) -> None:
         self._conn = conn
         self._log_path = log_path
+        self._process = process  # the teacher process, when this job started it
+        self.private: bool = hello.get("private", False)
+        self.server_pid: int | None = hello.get("server_pid")  # teacher.serve's command
+        self.server_url: str | None = hello.get("server_url")
         self.identity: str = hello["identity"]
         self.n_ctx: int = hello["n_ctx"]
         self.sampling: dict[str, Any] = hello["sampling"]
@@ -113,7 +139,7 @@ class SharedTeacher:
 
     def _gone(self, exc: BaseException) -> TeacherError:
         return TeacherError(
-            f"the shared teacher process ({self.where}) stopped answering "
+            f"the teacher process ({self.where}) stopped answering "
             f"({type(exc).__name__}); its log is {self._log_path}; run the build again "
             f"(what was answered is cached)"
         )
@@ -131,9 +157,22 @@ class SharedTeacher:
             on_done(reply[1], reply[2])
 
     def close(self) -> None:
+        """Leave. A job's private teacher process then stops its server and exits: wait for
+        that (its end closes the connection), so nothing of it outlives the job's teacher."""
         with suppress(OSError):
-            self._conn.send(("bye",))
+            self._conn.send(("stop",) if self.private else ("bye",))
+        if self.private:
+            with suppress(OSError, EOFError):
+                if self._conn.poll(STOP_WAIT_S):
+                    self._conn.recv()
         self._conn.close()
+        if self.private and self._process is not None:
+            with suppress(subprocess.TimeoutExpired):
+                if self._process.wait(STOP_WAIT_S) == 0:  # a clean stop: its files go too
+                    for suffix in (".log", ".lock"):
+                        Path(str(self._log_path).removesuffix(".log") + suffix).unlink(
+                            missing_ok=True
+                        )
 
 
 def share_folder() -> Path:
@@ -153,14 +192,15 @@ def share_folder() -> Path:
     return folder
 
 
-def _server_base(cfg: TeacherConfig) -> Path:
+def _server_base(cfg: TeacherConfig, private: bool = False) -> Path:
     """Where the socket, key, config and log of the teacher process for ``cfg`` go: one per
-    allocation (SLURM job) and per teacher configuration and interpreter."""
+    allocation (SLURM job) and per teacher configuration and interpreter; ``private``: one per
+    job process, which no other job looks for."""
     config = json.dumps(dataclasses.asdict(cfg), sort_keys=True)
     digest = hashlib.sha256(
         f"{sys.executable}\n{os.environ.get(PLUGINS_ENV, '')}\n{config}".encode()
     ).hexdigest()[:16]
-    scope = os.environ.get("SLURM_JOB_ID", "local")
+    scope = f"pid{os.getpid()}" if private else os.environ.get("SLURM_JOB_ID", "local")
     return share_folder() / f"{scope}-{digest}"
 
 
@@ -174,14 +214,15 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _connect(cfg: TeacherConfig, key: str) -> SharedTeacher:
-    base = _server_base(cfg)
+def _connect(cfg: TeacherConfig, key: str, private: bool = False) -> SharedTeacher:
+    base = _server_base(cfg, private)
     log_path = Path(f"{base}.log")
     for attempt in (1, 2):
+        process = None
         with _locked(Path(f"{base}.lock")):
             conn = _try_connect(base)
             if conn is None:
-                conn = _start(base, cfg, key, log_path)
+                conn, process = _start(base, cfg, key, log_path, private)
         try:
             hello = conn.recv()
         except (EOFError, OSError):
@@ -192,26 +233,48 @@ def _connect(cfg: TeacherConfig, key: str) -> SharedTeacher:
                     f"{log_path}; run the build again, or set {SHARE_ENV}=off"
                 ) from None
             continue
-        teacher = SharedTeacher(conn, hello, log_path)
-        if hello["client"] == 1:
-            log.info(
-                "teacher: loaded %s in %.1f s in a shared teacher process (%s), started by "
-                "this job; the allocation's later teacher jobs use it",
-                teacher.identity,
-                hello["loaded_s"],
-                teacher.where,
-            )
-        else:
-            log.info(
-                "teacher: using the shared teacher process (%s), job %d to use it, which "
-                "loaded %s %.0f s ago: no load in this job",
-                teacher.where,
-                hello["client"],
-                teacher.identity,
-                hello["uptime_s"],
-            )
+        teacher = SharedTeacher(conn, hello, log_path, process)
+        _log_load(teacher, hello)
         return teacher
     raise AssertionError("unreachable")
+
+
+def _log_load(teacher: SharedTeacher, hello: dict[str, Any]) -> None:
+    """The job's "teacher: loaded" line (counted per build: benchmarks/overhead.py)."""
+    served = (
+        f", its server pid {teacher.server_pid} at {teacher.server_url}"
+        if teacher.server_pid
+        else ""
+    )
+    if hello["client"] == 1 and teacher.private:
+        log.info(
+            "teacher: loaded %s in %.1f s in this job's own teacher process (%s%s), which "
+            "stops with this job",
+            teacher.identity,
+            hello["loaded_s"],
+            teacher.where,
+            served,
+        )
+    elif hello["client"] == 1:
+        log.info(
+            "teacher: loaded %s in %.1f s in a shared teacher process (%s%s), started by "
+            "this job; the allocation's later teacher jobs use it",
+            teacher.identity,
+            hello["loaded_s"],
+            teacher.where,
+            served,
+        )
+    else:
+        log.info(
+            "teacher: using the %s teacher process (%s%s), job %d to use it, which "
+            "loaded %s %.0f s ago: no load in this job",
+            "job's own" if teacher.private else "shared",
+            teacher.where,
+            served,
+            hello["client"],
+            teacher.identity,
+            hello["uptime_s"],
+        )
 
 
 def _try_connect(base: Path, *, remove_stale: bool = True) -> Connection | None:
@@ -233,8 +296,11 @@ def _try_connect(base: Path, *, remove_stale: bool = True) -> Connection | None:
         ) from None
 
 
-def _start(base: Path, cfg: TeacherConfig, key: str, log_path: Path) -> Connection:
-    """Start the teacher process for ``cfg`` and wait until it answers (it loads the model)."""
+def _start(
+    base: Path, cfg: TeacherConfig, key: str, log_path: Path, private: bool
+) -> tuple[Connection, subprocess.Popen[bytes]]:
+    """Start the teacher process for ``cfg`` and wait until it answers (it loads the model or
+    starts the served one); ``private``: it serves this job alone and stops with it."""
     sock, key_file, config_file = (Path(f"{base}{s}") for s in (".sock", ".key", ".json"))
     sock.unlink(missing_ok=True)
     for path, data in ((key_file, secrets.token_bytes(32)), (config_file, None)):
@@ -247,35 +313,55 @@ def _start(base: Path, cfg: TeacherConfig, key: str, log_path: Path) -> Connecti
         "-m",
         "labmake.teacher.shared_server",
         *("--socket", str(sock), "--key-file", str(key_file), "--config", str(config_file)),
-        *("--section", key, "--idle", str(IDLE_S)),
+        *("--section", key, "--idle", str(IDLE_S), "--log", str(log_path)),
+        *("--load-timeout", str(LOAD_TIMEOUT_S)),
+        *(("--owner-pid", str(os.getpid())) if private else ()),
     ]
     with open(log_path, "ab") as out:
+        offset = os.fstat(out.fileno()).st_size
         # Its own session: a signal to this job's process group leaves the allocation's teacher
-        # to the jobs that come after.
+        # to the jobs that come after (a private one watches this job instead).
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
         )
     log.info(
-        "teacher: starting a shared teacher process (pid %d on %s), loading the model; "
-        "its log is %s",
+        "teacher: starting %s teacher process (pid %d on %s)%s; its log is %s",
+        "this job's own" if private else "a shared",
         process.pid,
         socket.gethostname(),
+        f", which starts `{shlex.join(cfg.serve)}`" if cfg.serve else ", loading the model",
         log_path,
     )
-    deadline = time.monotonic() + LOAD_TIMEOUT_S
+    # Its own deadline for the server (LOAD_TIMEOUT_S) comes first: its message is the better.
+    deadline = time.monotonic() + LOAD_TIMEOUT_S + STOP_WAIT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
             raise TeacherError(
-                f"the shared teacher process exited ({process.returncode}) before it answered: "
-                + " | ".join(tail)
+                f"the teacher process exited ({process.returncode}) before it answered: "
+                f"{_why_it_exited(log_path, offset)} (its log: {log_path})"
             )
         conn = _try_connect(base, remove_stale=False)  # it may be binding this moment
         if conn is not None:
-            return conn
+            return conn, process
         time.sleep(0.2)
+    process.terminate()  # it stops what it started
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(STOP_WAIT_S)
     process.kill()
     raise TeacherError(
-        f"the shared teacher process did not answer within {LOAD_TIMEOUT_S} s; its log is "
-        f"{log_path}"
+        f"the teacher process did not answer within {LOAD_TIMEOUT_S + STOP_WAIT_S:g} s; its "
+        f"log is {log_path}"
     )
+
+
+def _why_it_exited(log_path: Path, offset: int) -> str:
+    """The teacher process's last error (and the line ending its traceback, if any), else the
+    last lines it wrote: of this start only (the log is appended to)."""
+    with open(log_path, "rb") as log:
+        log.seek(offset)
+        lines = log.read().decode(errors="replace").strip().splitlines()
+    errors = [i for i, line in enumerate(lines) if " ERROR labmake." in line and ": " in line]
+    if not errors:
+        return " | ".join(lines[-5:])
+    message = lines[errors[-1]].split(": ", 1)[1]
+    return message if errors[-1] == len(lines) - 1 else f"{message} | {lines[-1]}"

@@ -42,7 +42,9 @@ class TeacherConfig:
         regex=r"^[a-z][a-z0-9-]*$",
     )
     gguf: str | None = param(
-        None, help="llama-cpp: the teacher GGUF; null: the embedded Gemma 3 270M", empty=False
+        None,
+        help="llama-cpp (and serve's {gguf}): the teacher GGUF; null: the embedded Gemma 3 270M",
+        empty=False,
     )
     n_ctx: int = param(2048, help="tokens one request may fill: prompt + max_tokens", min=256)
     n_threads: int = param(2, help="CPU threads of the llama-cpp teacher", min=1)
@@ -54,7 +56,12 @@ class TeacherConfig:
     base_url: str | None = param(
         None, help="openai: e.g. http://127.0.0.1:8000/v1", regex=r"^https?://.+"
     )
-    model: str | None = param(None, help="openai: the server's model name", empty=False)
+    model: str | None = param(
+        None,
+        help="openai: the server's model name (with serve, null: 'served', which llama.cpp's "
+        "server answers to; vLLM wants its own, e.g. the path it serves)",
+        empty=False,
+    )
     api_key_env: str | None = param(
         None,
         help="openai: the NAME of the environment variable holding the key (never the key)",
@@ -66,6 +73,15 @@ class TeacherConfig:
         5, help="openai: retries on 429/5xx/timeouts/dropped connections", min=0, max=20
     )
     concurrency: int = param(4, help="openai: requests in flight at once", min=1, max=256)
+    # The operator's command, never a leaf's: it runs on the build host (labmake.teacher.served).
+    serve: tuple[str, ...] | None = param(
+        None,
+        help="openai: an OpenAI-compatible server labmake starts, waits for and stops itself, "
+        "as a list (its argv); {port}: a free port on 127.0.0.1 it picks, {gguf}: teacher.gguf "
+        "or the embedded model; base_url stays null",
+        item={"empty": False},
+        minlength=1,
+    )
 
     def __post_init__(self) -> None:
         check_teacher(self)
