@@ -5,6 +5,7 @@ from pathlib import Path
 
 from labmake.core import code_inputs, paths
 from labmake.core.config import ConfigError, validate
+from labmake.evaluation import models as _models
 from labmake.taxonomy.scan import find_leaves
 
 try:
@@ -24,6 +25,26 @@ QUANTS = list(CONFIG.export.quantizations)
 # toolchain is an input of every rule too: another torch or llama.cpp may give other bytes.
 SCRIPTS = Path(workflow.basedir) / "scripts"
 TOOLCHAIN = [name for name in ("requirements.lock", "requirements-torch.txt") if Path(name).is_file()]
+
+
+def llama_gpu(teacher):
+    """1 when `teacher` runs llama.cpp inside the job with layers on a GPU (its `gpu` resource)."""
+    return int(teacher is not None and teacher.backend == "llama-cpp" and teacher.n_gpu_layers != 0)
+
+
+# The `gpu` resource of the jobs that run llama.cpp; profiles/slurm turns 1 into --gpus=1, 0 into
+# nothing. A served teacher (backend openai + teacher.serve) runs no llama.cpp in the job itself:
+# a site gives its jobs a GPU with set-resources.
+TEACHER_GPU = llama_gpu(CONFIG.teacher)
+# evaluate: the GGUFs' answers (evaluate.n_gpu_layers) and a llama-cpp judge; retention stays on
+# the CPU, and the Hugging Face models (tuned, phases) are scored by torch on the CPU.
+EVALUATE_GPU = int(CONFIG.evaluate.n_gpu_layers != 0) or llama_gpu(CONFIG.evaluate.judge)
+
+
+def evaluate_gpu(wildcards):
+    """evaluate's `gpu` for one model: only the models that answer from a GGUF ask for one."""
+    gguf = wildcards.model == _models.BASE or wildcards.model.startswith(_models.GGUF_PREFIX)
+    return EVALUATE_GPU if gguf else 0
 
 
 # No constraint on {leaf}: any taxonomy path (`labmake validate` refuses names Snakemake cannot

@@ -36,6 +36,7 @@ rule generate_multiple_choice:
     resources:
         mem_mb=2000,
         teacher=1,
+        gpu=TEACHER_GPU,
     # With the leaves' generate jobs: one allocation, one teacher process (rules/generate.smk).
     group:
         "teacher"
@@ -82,6 +83,7 @@ rule evaluate:
     threads: 2
     resources:
         mem_mb=6000,
+        gpu=evaluate_gpu,
     script:
         "../scripts/evaluate.py"
 

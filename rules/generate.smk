@@ -37,6 +37,8 @@ rule generate:
         # One teacher at a time per allocation: with profiles/slurm's resource scope, the
         # group's jobs run one after another against the allocation's one teacher process.
         teacher=1,
+        # 1 with teacher.n_gpu_layers != 0 and the llama-cpp teacher (rules/common.smk), else 0.
+        gpu=TEACHER_GPU,
     # On a cluster, profiles/slurm packs several leaves' teacher jobs into one allocation
     # (group-components), and they share one teacher process (labmake.teacher.shared).
     group:

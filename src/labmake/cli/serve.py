@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from labmake.cli.chat import gpu_layers
 from labmake.cli.exit_codes import EXIT_USAGE
 
 
@@ -19,6 +20,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("model")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--n-gpu-layers",
+        type=gpu_layers,
+        default=0,
+        help="layers llama.cpp puts on the GPU (0: CPU only, -1: all)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -37,6 +44,9 @@ def _run(args: argparse.Namespace) -> int:
         args.host,
         "--port",
         str(args.port),
+        # The server's own spelling of the option (its flags are its settings' field names).
+        "--n_gpu_layers",
+        str(args.n_gpu_layers),
     ]
     print("+ " + " ".join(command), file=sys.stderr)
     return subprocess.run(command, check=False).returncode

@@ -46,7 +46,10 @@ def gguf_answers(gguf: Path, items: Sequence[dict[str, Any]], cfg: EvaluateConfi
     from labmake.core.llama import open_llama
 
     n_ctx = _context_size(gguf, items, cfg)
-    llm = open_llama(gguf, n_ctx=n_ctx, n_threads=cfg.n_threads, seed=0)
+    # evaluate.n_gpu_layers: answers only; retention scoring stays on the CPU (run.py).
+    llm = open_llama(
+        gguf, n_ctx=n_ctx, n_threads=cfg.n_threads, n_gpu_layers=cfg.n_gpu_layers, seed=0
+    )
     texts, n_tokens = [], 0
     started = time.perf_counter()
     try:

@@ -12,6 +12,10 @@ Determinism: the same group of requests gives the same bytes, run after run. Flo
 results may depend on the batch's shape, so an answer can differ from the one the single-sequence
 path (or another grouping) gives; that is why ``batch_invariant`` is False and
 :func:`labmake.teacher.complete.complete_all` always sends the same fixed groups.
+
+``teacher.n_gpu_layers`` puts layers on a GPU (with a llama-cpp-python built for one; a CPU build
+ignores it). A GPU's answers may differ from the CPU's, so a non-zero value is part of the
+request-cache keys (:func:`sampling_of`).
 """
 
 from __future__ import annotations
@@ -48,6 +52,26 @@ def llama_runtime() -> str:
     return f"llama-cpp-python {version('llama-cpp-python')}"
 
 
+def sampling_of(cfg: TeacherConfig, decoder: str) -> dict[str, object]:
+    """What besides a request shapes a llama-cpp teacher's answer: part of request-cache keys.
+
+    ``n_gpu_layers`` enters only when not 0: a GPU may compute other logits than the CPU (and
+    so sample other text), so GPU and CPU answers never share a key, while the keys of a CPU
+    teacher stay those of the caches built before the knob existed.
+    """
+    out: dict[str, object] = {
+        "decoder": decoder,
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "repeat_penalty": cfg.repeat_penalty,
+        # Another llama.cpp may sample other text from the same request: part of cache keys.
+        "runtime": llama_runtime(),
+    }
+    if cfg.n_gpu_layers != 0:
+        out["n_gpu_layers"] = cfg.n_gpu_layers
+    return out
+
+
 class LlamaCppTeacher:
     """A GGUF model run in-process with llama-cpp-python, one sequence at a time.
 
@@ -63,17 +87,15 @@ class LlamaCppTeacher:
         self.cfg = cfg
         self.n_ctx = cfg.n_ctx
         self.identity = f"llama-cpp:{gguf_path.name}@sha256:{artifacts.sha256_file(gguf_path)[:16]}"
-        self.sampling = {
-            "decoder": "single",
-            "temperature": cfg.temperature,
-            "top_p": cfg.top_p,
-            "repeat_penalty": cfg.repeat_penalty,
-            # Another llama.cpp may sample other text from the same request: part of cache keys.
-            "runtime": llama_runtime(),
-        }
+        self.sampling = sampling_of(cfg, "single")
         try:
             self._llm = open_llama(
-                gguf_path, n_ctx=n_ctx or cfg.n_ctx, n_threads=cfg.n_threads, n_batch=512, seed=0
+                gguf_path,
+                n_ctx=n_ctx or cfg.n_ctx,
+                n_threads=cfg.n_threads,
+                n_batch=512,
+                n_gpu_layers=cfg.n_gpu_layers,
+                seed=0,
             )
         except LlamaLoadError as exc:
             raise TeacherError(f"{exc}; check teacher.gguf in params.yaml") from None
@@ -134,16 +156,11 @@ class BatchedLlamaCppTeacher(LlamaCppTeacher):
         import llama_cpp
 
         # The Llama object serves tokenization (and complete()); the batched context below does
-        # the work, so the Llama's own context is kept small.
+        # the work, so the Llama's own context is kept small. Its model (loaded with
+        # teacher.n_gpu_layers) is the one the batched context runs.
         super().__init__(cfg, gguf_path, n_ctx=min(cfg.n_ctx, 512))
         self.batch_size = cfg.n_parallel
-        self.sampling = {
-            "decoder": f"batched-{cfg.n_parallel}",
-            "temperature": cfg.temperature,
-            "top_p": cfg.top_p,
-            "repeat_penalty": cfg.repeat_penalty,
-            "runtime": self.sampling["runtime"],
-        }
+        self.sampling = sampling_of(cfg, f"batched-{cfg.n_parallel}")
         self._lib = llama_cpp
         params = llama_cpp.llama_context_default_params()
         # Without a unified KV cache every sequence gets n_ctx / n_seq_max cells of its own.

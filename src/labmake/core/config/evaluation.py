@@ -40,6 +40,12 @@ class LmEvalConfig:
 class EvaluateConfig:
     max_new_tokens: int = param(64, help="tokens of each greedy answer", min=1)
     n_threads: int = param(2, help="llama.cpp threads", min=1)
+    n_gpu_layers: int = param(
+        0,
+        help="layers llama.cpp puts on the GPU for the GGUFs' answers (0: CPU only, -1: all); "
+        "the retention reference and scoring stay on the CPU (the same bytes everywhere)",
+        min=-1,
+    )
     bootstrap_resamples: int = param(1000, help="paired bootstrap resamples", min=10)
     confidence: float = param(0.95, help="of the bootstrap intervals", min=0.5, max=0.999)
     fail_on_regression: bool = param(

@@ -48,6 +48,13 @@ class TeacherConfig:
     )
     n_ctx: int = param(2048, help="tokens one request may fill: prompt + max_tokens", min=256)
     n_threads: int = param(2, help="CPU threads of the llama-cpp teacher", min=1)
+    # A GPU's answers may differ from the CPU's: when not 0 it is part of the request-cache keys.
+    n_gpu_layers: int = param(
+        0,
+        help="llama-cpp: layers llama.cpp puts on the GPU (0: CPU only, -1: all); not 0: the "
+        "jobs running it ask for one (resource gpu=1)",
+        min=-1,
+    )
     n_parallel: int = param(8, help="sequences decoded together in one batch", min=1, max=64)
     temperature: float = param(0.7, help="sampling temperature", min=0.0)
     top_p: float = param(0.95, help="nucleus sampling", min=0.0, max=1.0)
