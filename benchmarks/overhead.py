@@ -34,7 +34,6 @@ The second form runs nothing: it reads a finished build, given the wall time it 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
@@ -48,6 +47,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from stage_times import folder_seconds  # noqa: E402  (one reading of the benchmark files)
 from try_leaf import copy_project  # noqa: E402  (the same copy of the project's build inputs)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,18 +95,6 @@ def run_build(project: Path) -> float:
         tail = out.read_text(encoding="utf-8", errors="replace")[-4000:]
         sys.exit(f"labmake build failed ({result.returncode}):\n{tail}")
     return wall
-
-
-def benchmark_jobs(build: Path) -> dict[str, dict[str, float]]:
-    """Per benchmark folder: its jobs and the sum of their wall seconds (column `s`)."""
-    folders: dict[str, dict[str, float]] = {}
-    root = build / "benchmarks"
-    for tsv in sorted(root.rglob("*.tsv")):
-        entry = folders.setdefault(tsv.relative_to(root).parts[0], {"jobs": 0, "seconds": 0.0})
-        with tsv.open(newline="", encoding="utf-8") as fh:
-            entry["seconds"] += sum(float(row["s"]) for row in csv.DictReader(fh, delimiter="\t"))
-        entry["jobs"] += 1
-    return folders
 
 
 def log_files(build: Path, folder: str = "") -> list[Path]:
@@ -167,7 +155,7 @@ def where_the_rest_goes(
 ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, dict[str, float]]]:
     """Rows of the overhead: each folder's jobs less the work and loads in them, the loads,
     and the time outside any job. Also the loads and the per-folder job figures."""
-    jobs = benchmark_jobs(build)
+    jobs = folder_seconds(build / "benchmarks")
     loads = model_loads(build)
     rows = []
     for folder, entry in jobs.items():

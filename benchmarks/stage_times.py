@@ -10,21 +10,27 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 from labmake.evaluation.build_facts import STAGES
 
 
-def main(folder: Path) -> int:
-    seconds: dict[str, float] = defaultdict(float)
-    jobs: dict[str, int] = defaultdict(int)
+def folder_seconds(folder: Path) -> dict[str, dict[str, float]]:
+    """Per benchmark folder (a rule's): its jobs (files) and the sum of their wall seconds
+    (column ``s``, every row of a file)."""
+    folders: dict[str, dict[str, float]] = {}
     for tsv in sorted(folder.rglob("*.tsv")):
-        rule = tsv.relative_to(folder).parts[0]
-        with open(tsv, newline="") as fh:
-            for row in csv.DictReader(fh, delimiter="\t"):
-                seconds[rule] += float(row["s"])
-                jobs[rule] += 1
+        entry = folders.setdefault(tsv.relative_to(folder).parts[0], {"jobs": 0, "seconds": 0.0})
+        with open(tsv, newline="", encoding="utf-8") as fh:
+            entry["seconds"] += sum(float(row["s"]) for row in csv.DictReader(fh, delimiter="\t"))
+        entry["jobs"] += 1
+    return folders
+
+
+def main(folder: Path) -> int:
+    found = folder_seconds(folder)
+    seconds = {rule: entry["seconds"] for rule, entry in found.items()}
+    jobs = {rule: int(entry["jobs"]) for rule, entry in found.items()}
     if not seconds:
         print(f"{folder}: no benchmark files; run a build first", file=sys.stderr)
         return 1

@@ -6,7 +6,6 @@ judge too; a reply without a clean grade counts as missing rather than being gue
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Sequence
 from functools import cache
@@ -14,7 +13,7 @@ from typing import Any
 
 from labmake.core.config import TeacherConfig
 from labmake.core.hashing import derive_seed
-from labmake.teacher.complete import USAGE, complete_all, log_usage
+from labmake.teacher.complete import complete_all, usage_logged
 from labmake.teacher.protocol import Request
 from labmake.teacher.shared import open_for_job
 
@@ -89,12 +88,11 @@ def judge_answers(
         )
         for item, answer in zip(items, answers, strict=True)
     ]
-    since = dataclasses.replace(USAGE)
-    teacher = open_for_job(judge, "evaluate.judge")
-    try:
-        replies = [c.text for c in complete_all(teacher, requests, "judge")]
-        identity = teacher.identity
-    finally:
-        teacher.close()
-        log_usage(since, "judge")
+    with usage_logged("judge"):
+        teacher = open_for_job(judge, "evaluate.judge")
+        try:
+            replies = [c.text for c in complete_all(teacher, requests, "judge")]
+            identity = teacher.identity
+        finally:
+            teacher.close()
     return [parse_score(r) for r in replies], replies, identity

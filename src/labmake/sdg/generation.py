@@ -23,7 +23,6 @@ of the same shape, go to ``build/generated/{leaf}.augmented.jsonl``.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,7 +39,7 @@ from labmake.sdg.pipeline import Result, floor
 from labmake.sdg.rounds import bound, run_rounds
 from labmake.taxonomy.limits import estimate_tokens
 from labmake.teacher.cache import RequestCache
-from labmake.teacher.complete import USAGE, complete_all, log_usage
+from labmake.teacher.complete import complete_all, usage_logged
 from labmake.teacher.protocol import Completion, Request, Teacher
 from labmake.teacher.shared import open_for_job
 
@@ -101,14 +100,13 @@ def _completer(teacher: Teacher, cache: RequestCache | None) -> Any:
 @contextmanager
 def cached_teacher(teacher_cfg: TeacherConfig) -> Iterator[tuple[Teacher, RequestCache]]:
     """The configured teacher and the build's request cache; the teacher is closed after."""
-    since = dataclasses.replace(USAGE)
-    teacher = open_for_job(teacher_cfg)
-    try:
-        # The request cache: a re-run (after a crash, or an edit elsewhere) re-asks nothing.
-        yield teacher, RequestCache(Path(paths.teacher_cache()))
-    finally:
-        teacher.close()
-        log_usage(since, "generate")
+    with usage_logged("generate"):
+        teacher = open_for_job(teacher_cfg)
+        try:
+            # The request cache: a re-run (after a crash, or an edit elsewhere) re-asks nothing.
+            yield teacher, RequestCache(Path(paths.teacher_cache()))
+        finally:
+            teacher.close()
 
 
 def _context(

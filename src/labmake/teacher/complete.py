@@ -7,17 +7,19 @@ cache the moment it arrives.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from labmake.core.hashing import prompt_sha256
 from labmake.core.progress import Advance, track
 from labmake.teacher.cache import RequestCache, request_key
 from labmake.teacher.protocol import (
+    Batching,
     Completion,
     Request,
     Teacher,
@@ -41,6 +43,16 @@ class Usage:
 
 
 USAGE = Usage()
+
+
+@contextlib.contextmanager
+def usage_logged(who: str) -> Iterator[None]:
+    """Log, at the end of the block, the teacher work this process did inside it."""
+    since = dataclasses.replace(USAGE)
+    try:
+        yield
+    finally:
+        log_usage(since, who)
 
 
 def log_usage(since: Usage, who: str) -> None:
@@ -127,12 +139,11 @@ class _Job:
         cache: RequestCache | None,
     ) -> None:
         self.teacher, self.requests, self.label, self.cache = teacher, requests, label, cache
-        sampling = dict(getattr(teacher, "sampling", {}))
-        batch_size = max(1, int(getattr(teacher, "batch_size", 1)))
-        self.invariant = bool(getattr(teacher, "batch_invariant", True))
+        traits = Batching.of(teacher)
+        self.invariant = traits.batch_invariant
         self.results: list[Completion | None] = [None] * len(requests)
         self.keys = [
-            request_key(teacher.identity, sampling, r.prompt, r.seed, r.max_tokens, r.stop)
+            request_key(teacher.identity, traits.sampling, r.prompt, r.seed, r.max_tokens, r.stop)
             for r in requests
         ]
         self.n_prompt = [teacher.count_tokens(r.prompt) for r in requests]
@@ -140,7 +151,7 @@ class _Job:
             n + r.max_tokens <= teacher.n_ctx for n, r in zip(self.n_prompt, requests, strict=True)
         ]
         self.sendable = [i for i in range(len(requests)) if self.fits[i]]
-        self.groups = _groups(self.sendable, None if self.invariant else batch_size)
+        self.groups = _groups(self.sendable, None if self.invariant else traits.batch_size)
         if not self.invariant:
             self._key_by_group()
 

@@ -64,6 +64,23 @@ class Teacher(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Batching:
+    """A teacher's optional traits (see :class:`Teacher`), with their defaults."""
+
+    sampling: dict[str, Any]
+    batch_size: int
+    batch_invariant: bool
+
+    @classmethod
+    def of(cls, teacher: Any) -> Batching:
+        return cls(
+            sampling=dict(getattr(teacher, "sampling", {})),
+            batch_size=max(1, int(getattr(teacher, "batch_size", 1))),
+            batch_invariant=bool(getattr(teacher, "batch_invariant", True)),
+        )
+
+
 def complete_one_by_one(teacher: Any, requests: Sequence[Request], on_done: OnDone) -> None:
     """complete_many for a teacher that answers one request at a time."""
     for i, request in enumerate(requests):

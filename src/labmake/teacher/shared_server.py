@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from labmake.core.config import TeacherConfig
-from labmake.teacher.protocol import Teacher, TeacherError, complete_one_by_one
+from labmake.teacher.protocol import Batching, Teacher, TeacherError, complete_one_by_one
 from labmake.teacher.registry import open_teacher
 from labmake.teacher.served import LOG_FORMAT, ServedProcess, open_served
 
@@ -131,13 +131,13 @@ class Server:
             self.clients += 1
             self.active += 1
             client = self.clients
-        t = self.teacher
+        t, traits = self.teacher, Batching.of(self.teacher)
         return {
             "identity": t.identity,
             "n_ctx": t.n_ctx,
-            "sampling": dict(getattr(t, "sampling", {})),
-            "batch_size": max(1, int(getattr(t, "batch_size", 1))),
-            "batch_invariant": bool(getattr(t, "batch_invariant", True)),
+            "sampling": traits.sampling,
+            "batch_size": traits.batch_size,
+            "batch_invariant": traits.batch_invariant,
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "loaded_s": round(self.loaded_s, 1),
