@@ -5,13 +5,24 @@ from pathlib import Path
 
 from labmake.core import code_inputs, paths
 from labmake.core.config import ConfigError, validate
+from labmake.core.models import StudentError, student_gguf
 from labmake.evaluation import models as _models
 from labmake.taxonomy.scan import find_leaves
+from labmake.training.student_hf import student_inputs
 
 try:
     CONFIG = validate(config, "params.yaml")
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
+
+# The student's files (a Hugging Face folder, a chat template), checked now: a folder labmake
+# cannot tune is said before any job runs. STUDENT_GGUF plays the student GGUF's part (None:
+# the embedded default, resolved at run time).
+try:
+    STUDENT_FILES = student_inputs(CONFIG.student)
+except StudentError as exc:
+    raise WorkflowError(str(exc)) from None
+STUDENT_GGUF = student_gguf(CONFIG.student)
 
 TAXONOMY = Path(CONFIG.taxonomy.root)
 LEAVES = find_leaves(TAXONOMY)

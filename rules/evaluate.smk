@@ -64,7 +64,7 @@ rule multiple_choice:
 rule evaluate:
     # build/eval/{model}.json: one model's scores on the held-out items.
     input:
-        unpack(lambda w: _models.model_inputs(w.model, PHASES, CONFIG.student.gguf)),
+        unpack(lambda w: _models.model_inputs(w.model, PHASES, STUDENT_GGUF)),
         eval=paths.dataset("eval"),
         retention=paths.RETENTION_REFERENCE,
         judge=[CONFIG.evaluate.judge.gguf] if CONFIG.evaluate.judge and CONFIG.evaluate.judge.gguf else [],
@@ -75,7 +75,7 @@ rule evaluate:
         evaluate=EVAL_PARAMS,
         seed=config["seed"],
         phases=PHASES,
-        student=CONFIG.student.gguf,
+        student=STUDENT_GGUF,
     log:
         paths.log("evaluate", "{model}"),
     benchmark:

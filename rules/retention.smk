@@ -12,15 +12,16 @@ rule retention_reference:
     input:
         base=paths.BASE_DIR,
         qa=list(CONFIG.evaluate.retention.qa),
-        student=[CONFIG.student.gguf] if CONFIG.student.gguf else [],
+        student=[STUDENT_GGUF] if STUDENT_GGUF else [],
         code=code("retention_reference"),
     output:
         paths.RETENTION_REFERENCE,
     params:
         retention=RETENTION,
         seed=config["seed"],
-        # The base writes the continuations (the embedded default when null).
-        student=CONFIG.student.gguf,
+        # The base writes the continuations (the embedded default when null; a Hugging Face
+        # student's F16 export when student.hf is set).
+        student=STUDENT_GGUF,
     log:
         paths.log("retention_reference"),
     benchmark:

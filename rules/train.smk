@@ -1,6 +1,8 @@
 rule base_model:
-    # The student in Hugging Face form, converted once from its GGUF (cached by content hash).
+    # The student in Hugging Face form: converted once from its GGUF (cached by content hash),
+    # or a Hugging Face folder (student.hf) copied as it is; with student.chat_template if set.
     input:
+        student=STUDENT_FILES,
         code=code("base_model"),
     output:
         directory(paths.BASE_DIR),
@@ -15,6 +17,25 @@ rule base_model:
         mem_mb=6000,
     script:
         "../scripts/base_model.py"
+
+
+rule student_gguf:
+    # A Hugging Face student as one F16 GGUF, written once: the base's answers, its retention
+    # continuations and chunking for a served teacher read it as they read a student GGUF.
+    input:
+        base=paths.BASE_DIR,
+        code=code("student_gguf"),
+    output:
+        paths.STUDENT_GGUF,
+    log:
+        paths.log("student_gguf"),
+    benchmark:
+        paths.benchmark("student_gguf"),
+    threads: 1
+    resources:
+        mem_mb=4000,
+    script:
+        "../scripts/student_gguf.py"
 
 
 rule train:

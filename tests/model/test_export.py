@@ -17,6 +17,9 @@ from labmake.core import artifacts, paths  # noqa: E402
 from labmake.export import metadata, quantize, writer  # noqa: E402
 from labmake.export.families import ExportError  # noqa: E402
 from labmake.training import merge, student  # noqa: E402
+from tiny_families import corr as _corr  # noqa: E402
+from tiny_families import hf_logits as _hf_logits  # noqa: E402
+from tiny_families import llama_cpp_logits as _llama_cpp_logits  # noqa: E402
 
 pytestmark = pytest.mark.model
 
@@ -39,26 +42,6 @@ TEXT = (
     "The water cycle moves water between the oceans, the air and the land. Sunlight warms "
     "the sea, and water evaporates into the air as invisible vapour."
 )
-
-
-def _hf_logits(model, ids: list[int]) -> np.ndarray:
-    with torch.no_grad():
-        return model(torch.tensor([ids])).logits[0].numpy()
-
-
-def _llama_cpp_logits(path: Path, ids: list[int]) -> np.ndarray:
-    from labmake.core.llama import open_llama
-
-    llm = open_llama(path, n_ctx=256, logits_all=True, n_threads=2)
-    try:
-        llm.eval(ids)
-        return np.array(llm.scores[: len(ids)])
-    finally:
-        llm.close()
-
-
-def _corr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
 
 def _fields(path: Path) -> dict[str, object]:
@@ -279,11 +262,11 @@ def _with_config(src: Path, dst: Path, **changes) -> Path:
 
 
 def test_unsupported_architecture_names_the_supported_ones(tiny_hf_student, tmp_path):
-    hf_dir = _with_config(tiny_hf_student, tmp_path / "qwen", architectures=["Qwen2ForCausalLM"])
+    hf_dir = _with_config(tiny_hf_student, tmp_path / "mamba", architectures=["MambaForCausalLM"])
     with pytest.raises(ExportError) as err:
         writer.write_gguf(hf_dir, tmp_path / "x.gguf", provenance={})
     message = str(err.value)
-    assert "Qwen2ForCausalLM" in message and str(hf_dir / "config.json") in message
+    assert "MambaForCausalLM" in message and str(hf_dir / "config.json") in message
     for name in ("Gemma3ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM"):
         assert name in message
     assert not (tmp_path / "x.gguf").exists()
@@ -333,12 +316,13 @@ def test_llama_family_exports_and_runs(architecture, tmp_path):
     assert quantize.smoke_generate(out, "The water", max_tokens=8).strip()
 
 
-def test_mistral_sliding_window_is_refused(tmp_path):
+def test_mistral_sliding_window_shorter_than_the_context_caps_it(tmp_path):
     import tiny
 
     hf_dir = tiny.make_hf_llama(tmp_path / "hf", "MistralForCausalLM")
     config = json.loads((hf_dir / "config.json").read_text())
     config["sliding_window"] = 64
     (hf_dir / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ExportError, match="sliding_window"):
-        writer.write_gguf(hf_dir, tmp_path / "x.gguf", provenance={})
+    writer.write_gguf(hf_dir, tmp_path / "x.gguf", provenance={})
+    context = gguf.Keys.LLM.CONTEXT_LENGTH.format(arch="llama")
+    assert writer.read_metadata(tmp_path / "x.gguf")[context] == 64

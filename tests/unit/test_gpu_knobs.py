@@ -18,7 +18,7 @@ import yaml
 from labmake import cli
 from labmake.core import config, llama
 from labmake.core.config import ConfigError, EvaluateConfig, TeacherConfig
-from labmake.evaluation.answers import gguf_answers
+from labmake.evaluation.gguf_eval import open_evaluator
 from labmake.teacher import llamacpp
 from labmake.teacher.cache import request_key
 from labmake.teacher.llamacpp import BatchedLlamaCppTeacher, LlamaCppTeacher
@@ -28,9 +28,10 @@ RUNTIME = "llama-cpp-python 0.0.0-test"
 
 
 class FakeLlama:
-    """What the loads here use of ``llama_cpp.Llama``: enough for constructors and gguf_answers."""
+    """What the loads here use of ``llama_cpp.Llama``: enough for constructors."""
 
     model = object()
+    metadata: dict[str, str] = {}
 
     def tokenize(self, text: bytes, **_: Any) -> list[int]:
         return list(range(len(text.split())))
@@ -124,13 +125,12 @@ def test_n_gpu_layers_accepts_minus_one_and_refuses_less():
 
 
 @pytest.mark.parametrize("layers", [0, -1])
-def test_gguf_answers_load_with_evaluate_n_gpu_layers(loads, monkeypatch, gguf, layers):
+def test_gguf_evaluation_loads_with_evaluate_n_gpu_layers(loads, monkeypatch, gguf, layers):
     monkeypatch.setattr(llama, "open_vocab", lambda path: FakeLlama())
     items = [
         {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
     ]
-    answers = gguf_answers(gguf, items, EvaluateConfig(n_gpu_layers=layers))
-    assert answers.texts == ["an answer"]
+    open_evaluator(gguf, items, EvaluateConfig(n_gpu_layers=layers)).close()
     assert [call["n_gpu_layers"] for call in loads] == [layers]
 
 

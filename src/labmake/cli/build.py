@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING
 
 import labmake
 from labmake.cli import build_state
-from labmake.cli.build_checks import validate_changed
+from labmake.cli.build_checks import student_checked, validate_changed
 from labmake.cli.exit_codes import EXIT_USAGE
 from labmake.cli.workflow_command import snakemake_command
 from labmake.core import paths
+from labmake.training.student_hf import student_files
 
 if TYPE_CHECKING:  # the config module is imported when the command runs
     from labmake.core.config import BuildConfig
@@ -123,6 +124,7 @@ def _run(args: argparse.Namespace) -> int:
         taxonomy=Path(cfg.taxonomy.root),
         profile=Path(args.profile),
         code=Path(labmake.__file__).parent,
+        student=tuple(student_files(cfg.student)),
     )
     plain = not args.snakemake_args  # the whole build, as configured: what a no-op can skip
     if plain and build_state.unchanged_since_last_build(inputs):
@@ -133,6 +135,9 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 0
+    status = student_checked(inputs.params)  # a student folder labmake cannot tune or export
+    if status != 0:
+        return status
     # A broken qna.yaml is reported here, file by file, before any job starts.
     status = validate_changed(inputs.taxonomy, inputs.params, inputs.project)
     if status != 0:

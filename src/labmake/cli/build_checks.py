@@ -13,7 +13,8 @@ from pathlib import Path
 
 import labmake
 from labmake.cli import build_state
-from labmake.cli.validate import run_validate
+from labmake.cli.exit_codes import EXIT_USAGE
+from labmake.cli.validate import run_validate, student_problem
 from labmake.taxonomy.scan import QNA, scan
 
 
@@ -45,3 +46,13 @@ def validate_changed(taxonomy: Path, params: Path, project: Path) -> int:
         )
     build_state.record_valid(project, current)
     return 0
+
+
+def student_checked(params: Path) -> int:
+    """Check params.yaml's student (a Hugging Face folder, a chat template) as `labmake
+    validate` does; 0 when it can be tuned and exported, else the usage error, said."""
+    problem = student_problem(params)
+    if problem is None:
+        return 0
+    print(f"labmake build: error: {problem}", file=sys.stderr)
+    return EXIT_USAGE

@@ -69,9 +69,11 @@ class Inputs:
     taxonomy: Path
     profile: Path
     code: Path
+    student: tuple[Path, ...] = ()  # a Hugging Face student's files, a chat template file
 
     def files(self) -> list[Path]:
         found = [self.params, *_files(self.taxonomy), *_files(self.profile), *_files(self.code)]
+        found += [p for p in self.student if p.is_file()]
         for name in WORKFLOW:
             if (self.project / name).exists():
                 found.extend(_files(self.project / name))

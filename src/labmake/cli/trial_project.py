@@ -37,6 +37,8 @@ TOOLCHAIN_FILES = ("requirements.lock", "requirements-torch.txt")
 # params.yaml keys that name files, relative to the project: made absolute for the try folder.
 PATH_KEYS = (
     ("student", "gguf"),
+    ("student", "hf"),
+    ("student", "chat_template"),
     ("teacher", "gguf"),
     ("evaluate", "judge", "gguf"),
     ("generate", "pipelines_dir"),
@@ -161,7 +163,9 @@ def try_params(
     _absolute(params, home)
     params["taxonomy"] = {**(params.get("taxonomy") or {}), "root": "taxonomy"}
     if student is not None:
-        params["student"] = {**(params.get("student") or {}), "gguf": student}
+        # The last build's tuned GGUF replaces the student, a Hugging Face folder too.
+        kept = {k: v for k, v in (params.get("student") or {}).items() if k != "hf"}
+        params["student"] = {**kept, "gguf": student}
     _budget_generate(params, cfg)
     params.setdefault("filter", {})["on_empty"] = "fail"  # a try of a dry leaf says so
     params.setdefault("mix", {})["eval_generated_per_leaf"] = cfg.try_.eval_generated_per_leaf

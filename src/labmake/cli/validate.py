@@ -90,6 +90,9 @@ def run_validate(
         if fmt not in ("text", "json"):
             raise _UsageError(f"unknown format {fmt!r}; use text or json")
         params, budget, default_root, policy, converter = _read_params(params_path)
+        problem = student_problem(params) if params is not None else None
+        if problem is not None:
+            raise _UsageError(problem)
         if not paths:
             if default_root is None:
                 raise _UsageError(
@@ -155,6 +158,39 @@ def _read_params(
     )
     root = params_path.parent / tax.root
     return params_path, budget, root, _policy(params_path, generate), ConverterChoice.of(seeds)
+
+
+def student_problem(params_path: Path) -> str | None:
+    """What is wrong with params.yaml's student (a Hugging Face folder that cannot be tuned or
+    exported, a chat template that does not render), paths read from params.yaml's folder as
+    the build reads them from its own; None when nothing is."""
+    import yaml
+
+    from labmake.core import config
+    from labmake.core.models import StudentError
+    from labmake.training.student_hf import check_tokenizer, student_inputs
+
+    try:
+        raw = yaml.safe_load(Path(params_path).read_text(encoding="utf-8")) or {}
+        written = raw.get("student") or {} if isinstance(raw, dict) else {}
+        student = config.section(config.StudentConfig, written, "student")
+    except config.ConfigError as exc:
+        return str(exc)
+    except Exception:  # noqa: BLE001 (an unreadable params.yaml is said by the full check)
+        return None
+    here = Path(params_path).parent
+    student = replace(
+        student,
+        hf=str(here / student.hf) if student.hf else None,
+        chat_template=str(here / student.chat_template) if student.chat_template else None,
+    )
+    try:
+        student_inputs(student)
+        if student.hf is not None:
+            check_tokenizer(Path(student.hf))
+    except StudentError as exc:
+        return f"{params_path}: {str(exc).removeprefix('params.yaml: ')}"
+    return None
 
 
 def _policy(params_path: Path, generate: Any) -> Any:

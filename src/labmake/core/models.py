@@ -10,8 +10,12 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from labmake.core import artifacts
+from labmake.core import artifacts, paths
+
+if TYPE_CHECKING:
+    from labmake.core.config import StudentConfig
 
 log = logging.getLogger(__name__)
 GGUF_MAGIC = b"GGUF"
@@ -64,3 +68,27 @@ def resolve_gguf(path: str | Path | None) -> Path:
         if fh.read(4) != GGUF_MAGIC:
             raise StudentError(f"{p}: not a GGUF file (it does not start with 'GGUF')")
     return p
+
+
+def base_source(base_dir: str | Path) -> tuple[str, str]:
+    """(name, sha256) of the model a base folder came from, as its labmake_base.json says: the
+    student GGUF's file name or the Hugging Face folder's name; "unknown" where it names none."""
+    marker = artifacts.read_json(Path(base_dir) / paths.BASE_MARKER)
+    for kind in ("source_gguf", "source_hf"):
+        if marker.get(kind):
+            return str(marker[kind]), str(marker.get(f"{kind}_sha256") or "unknown")
+    return "unknown", "unknown"
+
+
+def student_gguf(student: StudentConfig) -> str | None:
+    """The GGUF that plays the student's part in the DAG (the base's answers, its retention
+    continuations, chunking for a served teacher): student.gguf, the F16 export of a Hugging
+    Face student (rule student_gguf), or None for the embedded default (resolved at run time)."""
+    if student.hf is not None:
+        return paths.STUDENT_GGUF
+    return student.gguf
+
+
+def resolve_student_gguf(student: StudentConfig) -> Path:
+    """:func:`student_gguf` as an existing file."""
+    return resolve_gguf(student_gguf(student))

@@ -16,6 +16,15 @@ from urllib.parse import urlsplit
 from labmake.core.schema import ConfigError
 
 
+def check_student(cfg: Any) -> None:
+    if cfg.gguf is not None and cfg.hf is not None:
+        raise ConfigError(
+            f"params.yaml: student.gguf ({cfg.gguf}) and student.hf ({cfg.hf}) are both set; the "
+            "student is one model: keep the one you mean and set the other to null (both null: "
+            "the embedded Gemma 3 270M)"
+        )
+
+
 def check_teacher(cfg: Any) -> None:
     if cfg.max_tokens >= cfg.n_ctx:
         raise ConfigError(

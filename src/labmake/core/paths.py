@@ -30,6 +30,8 @@ RETENTION_REFERENCE = "build/data/retention.jsonl"
 
 BASE_DIR = "build/base"
 BASE_DONE = "build/base/labmake_base.json"
+# A Hugging Face student (student.hf) as one F16 GGUF: what a student GGUF is for the rest.
+STUDENT_GGUF = "build/student/student.F16.gguf"
 CHECKPOINT_DIR = "build/checkpoints/{phase}"
 CHECKPOINT_DONE = "build/checkpoints/{phase}/labmake_phase.json"
 # A phase's in-progress state (resumable checkpoints). Not a rule output: Snakemake deletes a

@@ -16,6 +16,7 @@ from labmake import __version__
 from labmake.core import artifacts, toolchain
 from labmake.core.git import GitError, run_git
 from labmake.core.hashing import params_hash
+from labmake.core.models import base_source
 
 
 def taxonomy_hash(seeds_paths: Sequence[Path]) -> str:
@@ -57,12 +58,12 @@ def collect(
 ) -> dict[str, str | int]:
     """The ``labmake.*`` provenance keys written into every GGUF and the manifest, the
     toolchain that built it (``labmake.toolchain.*``, read from ``project_root``'s lock) included."""
-    base = artifacts.read_json(base_dir / "labmake_base.json")
+    base_name, base_sha = base_source(base_dir)
     sizes = artifacts.read_json(mix_stats)["sizes"]
     info: dict[str, str | int] = {
         "labmake.version": __version__,
-        "labmake.base_model": str(base.get("source_gguf", "unknown")),
-        "labmake.base_model_sha256": str(base.get("source_gguf_sha256", "unknown")),
+        "labmake.base_model": base_name,
+        "labmake.base_model_sha256": base_sha,
         "labmake.params_sha256": params_hash(params),
         "labmake.taxonomy_sha256": taxonomy_hash(seeds_paths),
         "labmake.taxonomy_commit": git_commit(taxonomy_root),
@@ -70,7 +71,9 @@ def collect(
         "labmake.leaves": len(seeds_paths),
         **toolchain.provenance(project_root),
     }
-    stem = Path(str(base.get("source_gguf", "model"))).stem
+    # A GGUF's file name less .gguf; a Hugging Face folder's name as it is (dots included).
+    stem = Path(base_name).stem if base_name.endswith(".gguf") else base_name
+    stem = "model" if base_name == "unknown" else stem
     info["general.name"] = f"{stem} (labmake)"
     info["general.version"] = str(info["labmake.taxonomy_sha256"])[:12]
     for name, size in sorted(sizes.items()):

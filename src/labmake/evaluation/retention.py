@@ -24,7 +24,7 @@ import logging
 import random
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from labmake.core.config import RetentionConfig
 from labmake.core.hashing import derive_seed
 from labmake.evaluation.general_prompts import PROMPTS
 from labmake.training.drift import drift, hf_logprobs, record_scores
+
+if TYPE_CHECKING:
+    from labmake.evaluation.gguf_eval import GgufEvaluator
 
 log = logging.getLogger(__name__)
 
@@ -203,54 +206,49 @@ def score_hf(model: Any, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return _collect(records, general, qa)
 
 
-def score_gguf(gguf: Path, records: Sequence[dict[str, Any]], n_threads: int) -> dict[str, Any]:
-    """A GGUF's retention scores: llama.cpp's logits at the same token positions."""
-    from labmake.core.llama import open_llama
+def score_gguf(evaluator: GgufEvaluator, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A GGUF's retention scores: llama.cpp's log-probs at the same token positions."""
 
-    n_ctx = max(64, max((len(r["ids"]) for r in records), default=0) + 8)
-    llm = open_llama(gguf, n_ctx=n_ctx, n_threads=n_threads, logits_all=True, seed=0)
+    def qa_rows(record: dict[str, Any], where: list[int]) -> np.ndarray:
+        if not where:
+            return np.zeros((0, 1))
+        rows = evaluator.logprob_rows(record["ids"], where[0] - 1, where[-1])
+        return rows[[t - where[0] for t in where]]
 
-    def logprobs_rows(ids: Sequence[int], first: int, last: int) -> np.ndarray:
-        llm.reset()
-        llm.eval(list(ids))
-        logits = np.asarray(llm.scores[first:last], dtype=np.float64)
-        top = logits.max(axis=1, keepdims=True)
-        return logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
-
-    try:
-        general = [
-            record_scores(r, logprobs_rows(r["ids"], r["start"] - 1, len(r["ids"]) - 1))
-            for r in records
-            if r["kind"] == "general"
-        ]
-        qa = [
-            _qa_nll(
-                lambda rec, where: logprobs_rows(rec["ids"], 0, len(rec["ids"]))[
-                    [t - 1 for t in where]
-                ],
-                r,
-            )
-            for r in records
-            if r["kind"] == "qa"
-        ]
-    finally:
-        llm.close()
+    general = [
+        record_scores(r, evaluator.logprob_rows(r["ids"], r["start"] - 1, len(r["ids"]) - 1))
+        for r in records
+        if r["kind"] == "general"
+    ]
+    qa = [_qa_nll(qa_rows, r) for r in records if r["kind"] == "qa"]
     return _collect(records, general, qa)
+
+
+def sequence_lengths(reference: Path) -> list[int]:
+    """The token counts of the reference's records (what a llama.cpp context must hold)."""
+    return [len(r["ids"]) for r in artifacts.iter_jsonl(reference)]
 
 
 def score(
     reference: Path,
     *,
     model: Any = None,
+    evaluator: GgufEvaluator | None = None,
     gguf: Path | None = None,
     n_threads: int = 2,
 ) -> dict[str, Any]:
     """One model's retention fields for build/eval/{model}.json: a loaded Hugging Face
-    ``model`` or a ``gguf``; with the reference's hash, which the report checks."""
+    ``model``, a GGUF already loaded in an ``evaluator``, or a ``gguf`` file loaded here (on the
+    CPU with ``n_threads``); with the reference's hash, which the report checks."""
     records = artifacts.read_jsonl(reference)
-    scores = (
-        score_hf(model, records)
-        if model is not None
-        else score_gguf(Path(str(gguf)), records, n_threads)
-    )
+    if model is not None:
+        scores = score_hf(model, records)
+    elif evaluator is not None:
+        scores = score_gguf(evaluator, records)
+    else:
+        from labmake.evaluation.gguf_eval import GgufEvaluator
+
+        longest = max((len(r["ids"]) for r in records), default=0)
+        with GgufEvaluator(Path(str(gguf)), n_ctx=longest + 8, n_threads=n_threads) as loaded:
+            scores = score_gguf(loaded, records)
     return {**scores, "retention_sha256": artifacts.sha256_file(reference)}

@@ -15,7 +15,8 @@ from typing import Any
 from labmake.core import artifacts
 from labmake.core.config import EvaluateConfig, TeacherConfig
 from labmake.evaluation import retention
-from labmake.evaluation.answers import gguf_answers, hf_answers
+from labmake.evaluation.answers import hf_answers
+from labmake.evaluation.gguf_eval import GgufEvaluator, open_evaluator
 from labmake.evaluation.judge import judge_answers
 from labmake.evaluation.models import BASE, model_inputs
 from labmake.evaluation.multiple_choice import Choice, read_choices, score_choices
@@ -56,11 +57,11 @@ def _likelihood_scores(
 
 
 def _answer_scores(
-    model: str, items: Sequence[dict[str, Any]], cfg: EvaluateConfig, gguf: Path
+    model: str, items: Sequence[dict[str, Any]], evaluator: GgufEvaluator, gguf: Path
 ) -> dict[str, Any]:
     """A GGUF's greedy answers, their overlap with the references, its size and speed."""
     log.info("%s: generating answers with %s", model, gguf)
-    answers = gguf_answers(gguf, items, cfg)
+    answers = evaluator.answers(items)
     refs = [item["answer"] for item in items]
     tokens_per_s = round(answers.completion_tokens / max(answers.seconds, 1e-9), 2)
     log.info(
@@ -83,6 +84,35 @@ def _answer_scores(
             "tokens_per_s": tokens_per_s,
         },
     }
+
+
+def _gguf_scores(
+    model: str,
+    items: Sequence[dict[str, Any]],
+    cfg: EvaluateConfig,
+    gguf: Path,
+    hf_dir: Path | None,
+    retention_reference: Path | None,
+) -> dict[str, Any]:
+    """A GGUF's answers and, for a GGUF alone (no Hugging Face folder scored it), its retention:
+    one load serves both unless the answers run on a GPU (retention stays on the CPU, the
+    device every reference was computed on)."""
+    from labmake.training.chat_template import folder_template
+
+    # The base answers in the template training used (its GGUF may carry another, or none).
+    template = folder_template(hf_dir) if hf_dir is not None else None
+    scored = retention_reference is not None and hf_dir is None
+    lengths = retention.sequence_lengths(retention_reference) if scored else []
+    shared = cfg.n_gpu_layers == 0
+    with open_evaluator(
+        gguf, items, cfg, chat_template=template, token_counts=lengths if shared else ()
+    ) as evaluator:
+        scores = _answer_scores(model, items, evaluator, gguf)
+        if scored and shared:
+            scores |= retention.score(retention_reference, evaluator=evaluator)
+    if scored and not shared:
+        scores |= retention.score(retention_reference, gguf=gguf, n_threads=cfg.n_threads)
+    return scores
 
 
 def _judge_scores(
@@ -122,9 +152,7 @@ def evaluate_model(
             model, items, hf_dir, phase_dirs, choices, answers, retention_reference
         )
     if gguf is not None:
-        result |= _answer_scores(model, items, cfg, gguf)
-        if retention_reference is not None and hf_dir is None:  # a GGUF alone: llama.cpp
-            result |= retention.score(retention_reference, gguf=gguf, n_threads=cfg.n_threads)
+        result |= _gguf_scores(model, items, cfg, gguf, hf_dir, retention_reference)
         if cfg.judge is not None:
             result |= _judge_scores(model, items, cfg.judge, result["answers"], seed)
     return result

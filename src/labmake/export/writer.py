@@ -5,9 +5,12 @@
 
 The GGUF writer is labmake's own (gguf-py's ``GGUFWriter`` plus the per-family registry in
 :mod:`labmake.export.families`), not llama.cpp's converter script: the tokenizer is copied verbatim
-from the student's source GGUF (llama.cpp's converter mislabels a tokenizer.json-only Gemma
-tokenizer), and provenance goes into ``general.*`` and ``labmake.*`` metadata. Every output is
-written under a temporary name and renamed, and the same inputs give the same bytes.
+from the folder's tokenizer.gguf (the student's source GGUF's, or for a student given as a
+Hugging Face folder the one :mod:`labmake.export.tokenizer` writes; llama.cpp's converter
+mislabels a tokenizer.json-only Gemma tokenizer), tensors a family derives from its config
+(Llama 3's ``rope_freqs``) are added, and provenance goes into ``general.*`` and ``labmake.*``
+metadata. Every output is written under a temporary name and renamed, and the same inputs give
+the same bytes.
 
 Checked by hand on the embedded Gemma 3 270M (2 shared cores): write_gguf F16 8.5 s, 543 MB,
 logits vs the HF model correlate 0.9999997 (argmax equal at every position); Q8_0 5.5 s,
@@ -16,12 +19,13 @@ logits vs the HF model correlate 0.9999997 (argmax equal at every position); Q8_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,22 +77,31 @@ def write_gguf(
     _check_provenance(provenance)
     t0 = time.monotonic()
     family, tok_path, n_vocab = _read_source(hf_dir)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    writer = gguf.GGUFWriter(tmp, family.arch)
-    try:
+    with gguf_file(out_path, family.arch) as writer:
         _add_metadata(writer, hf_dir, family, tok_path, provenance, out_type)
         for name, data in _gguf_tensors(hf_dir, family, n_vocab, out_type):
             writer.add_tensor(name, data)
+    log.info("wrote %s (%s, %s) in %.1f s", out_path, family.arch, out_type, time.monotonic() - t0)
+
+
+@contextlib.contextmanager
+def gguf_file(out: Path, arch: str) -> Iterator[gguf.GGUFWriter]:
+    """A ``GGUFWriter`` for ``out``: add metadata and tensors in the block; the file is written
+    under a temporary name and renamed into place when the block ends, and removed if it
+    raises."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    writer = gguf.GGUFWriter(tmp, arch)
+    try:
+        yield writer
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        os.replace(tmp, out_path)
+        os.replace(tmp, out)
     finally:
         writer.close()
         tmp.unlink(missing_ok=True)
-    log.info("wrote %s (%s, %s) in %.1f s", out_path, family.arch, out_type, time.monotonic() - t0)
 
 
 def _read_source(hf_dir: Path) -> tuple[Any, Path, int]:
@@ -210,6 +223,7 @@ def _gguf_tensors(
                 # llama.cpp keeps 1-D tensors (norms) in f32 whatever the file type.
                 dtype = np.float16 if out_type == "F16" and data.ndim > 1 else np.float32
                 out.append((family.gguf_name(hf_name), np.ascontiguousarray(data, dtype=dtype)))
+    out.extend(family.extra_tensors())
     out.sort(key=lambda item: _natural_key(item[0]))
     return out
 

@@ -10,13 +10,31 @@ from labmake.stages import Job, typed
 
 
 def base_model(job: Job) -> None:
-    """build/base/: the student GGUF converted once to Hugging Face form (cached by hash)."""
+    """build/base/: the student in Hugging Face form: a GGUF converted once (cached by hash),
+    or a Hugging Face folder copied as it is; with student.chat_template's template if set."""
     from labmake.core.models import resolve_gguf
-    from labmake.training import student
+    from labmake.training import student, student_hf
 
     with logs.stage(job.log[0], "base_model", job.threads):
         cfg = typed(StudentConfig, job, "student")
-        student.convert_gguf_to_hf(resolve_gguf(cfg.gguf), Path(job.output[0]))
+        template = Path(cfg.chat_template) if cfg.chat_template else None
+        if cfg.hf is not None:
+            student_hf.build_base(Path(cfg.hf), Path(job.output[0]), template)
+        else:
+            student.convert_gguf_to_hf(
+                resolve_gguf(cfg.gguf), Path(job.output[0]), chat_template=template
+            )
+
+
+def student_gguf(job: Job) -> None:
+    """build/student/student.F16.gguf: a Hugging Face student's base folder as one GGUF, which
+    plays the student GGUF's part (the base's answers, its retention continuations, chunking)."""
+    from labmake.export.writer import write_gguf
+    from labmake.training.student_hf import student_provenance
+
+    with logs.stage(job.log[0], "student_gguf", job.threads):
+        base = Path(job.input.base)
+        write_gguf(base, Path(job.output[0]), provenance=student_provenance(base))
 
 
 def train(job: Job) -> None:

@@ -24,10 +24,10 @@ from labmake.taxonomy.leaf import Leaf, load_leaf
 def tokenizer_gguf(teacher: TeacherConfig, student: StudentConfig) -> Path:
     """The GGUF whose tokenizer measures chunks: the teacher's, which reads them in its prompts,
     unless the teacher is served over HTTP (its tokenizer is out of reach): then the student's."""
-    from labmake.core.models import resolve_gguf
+    from labmake.core.models import resolve_gguf, resolve_student_gguf
 
     if teacher.backend == "openai":
-        return resolve_gguf(student.gguf)
+        return resolve_student_gguf(student)  # a Hugging Face student's: its F16 export
     return resolve_gguf(teacher.gguf)
 
 

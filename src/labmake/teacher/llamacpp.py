@@ -21,6 +21,7 @@ request-cache keys (:func:`sampling_of`).
 from __future__ import annotations
 
 import ctypes
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,7 +87,7 @@ class LlamaCppTeacher:
 
         self.cfg = cfg
         self.n_ctx = cfg.n_ctx
-        self.identity = f"llama-cpp:{gguf_path.name}@sha256:{artifacts.sha256_file(gguf_path)[:16]}"
+        self.gguf_path = gguf_path
         self.sampling = sampling_of(cfg, "single")
         try:
             self._llm = open_llama(
@@ -99,6 +100,13 @@ class LlamaCppTeacher:
             )
         except LlamaLoadError as exc:
             raise TeacherError(f"{exc}; check teacher.gguf in params.yaml") from None
+
+    @functools.cached_property
+    def identity(self) -> str:
+        # Hashed on first use: a GGUF of hundreds of MB costs seconds that only keyed requests
+        # need (an evaluation's decoding has no cache keys).
+        digest = artifacts.sha256_file(self.gguf_path)[:16]
+        return f"llama-cpp:{self.gguf_path.name}@sha256:{digest}"
 
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
@@ -213,6 +221,11 @@ class BatchedLlamaCppTeacher(LlamaCppTeacher):
             lib.llama_sampler_chain_add(chain, link)  # the chain owns and frees its links
         return chain
 
+    def _prompt_tokens(self, request: Request) -> list[int]:
+        # A teacher prompt is text: words like <end_of_turn> in a leaf stay text, never control
+        # tokens.
+        return self._llm.tokenize(request.prompt.encode("utf-8"), add_bos=True, special=False)
+
     def _sample(self, s: _Sequence, index: int) -> int:
         return int(self._lib.llama_sampler_sample(s.sampler, self._ctx, index))
 
@@ -279,7 +292,7 @@ class BatchedLlamaCppTeacher(LlamaCppTeacher):
         self._lib.llama_memory_clear(self._memory, True)
         seqs: list[_Sequence] = []
         for r in requests:
-            prompt = self._llm.tokenize(r.prompt.encode("utf-8"), add_bos=True, special=False)
+            prompt = self._prompt_tokens(r)
             if len(prompt) + r.max_tokens > self.cfg.n_ctx:
                 raise TeacherError(
                     f"a prompt of {len(prompt)} tokens + max_tokens {r.max_tokens} does not fit "

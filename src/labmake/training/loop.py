@@ -47,6 +47,20 @@ def mixed_precision(device: torch.device) -> str:
     return "no"
 
 
+def weights_dtype(model_dtype: str | None, method: str) -> torch.dtype:
+    """The dtype a phase loads the model in: fp32 on a CPU (always); on a GPU with bf16, a LoRA
+    phase keeps a bf16 model's frozen weights in bf16 (its own dtype: half the memory, the
+    numbers it was released with); a full tune keeps fp32 master weights under bf16 autocast.
+    ``model_dtype``: config.json's dtype (a GGUF student's base folder is float32)."""
+    if method == "lora" and model_dtype == "bfloat16" and mixed_precision(_device()) == "bf16":
+        return torch.bfloat16
+    return torch.float32
+
+
+def _device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
 def make_accelerator() -> Any:
     """The accelerator of this process: one GPU or the CPU; under a distributed launch (see
     :mod:`labmake.training.launch`), one of several processes (NCCL on GPUs, gloo on CPUs)."""

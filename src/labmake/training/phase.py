@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from labmake import __version__
+from labmake.core.artifacts import read_json
 from labmake.core.config import PhaseConfig
 from labmake.core.hashing import derive_seed
 from labmake.core.progress import track
@@ -43,6 +44,7 @@ from labmake.training.loop import (
     TrainResult,
     make_accelerator,
     train,
+    weights_dtype,
 )
 from labmake.training.outputs import (
     InputHashes,
@@ -152,7 +154,10 @@ def _run_phase(run: PhaseRun, tracking: str | None = None) -> dict[str, Any]:
 def _load_student(run: PhaseRun) -> tuple[Any, Any]:
     """The base with the parent phases applied, and its tokenizer."""
     started = time.monotonic()
-    model, tokenizer = load_tuned(run.base_dir, run.parent_dirs)
+    config_path = Path(run.base_dir) / "config.json"
+    config = read_json(config_path) if config_path.is_file() else {}
+    dtype = weights_dtype(config.get("dtype") or config.get("torch_dtype"), run.phase.method)
+    model, tokenizer = load_tuned(run.base_dir, run.parent_dirs, dtype=dtype)
     log.info(
         "phase %s: loaded %s + %d parent phase(s) in %.1f s",
         run.phase.name,

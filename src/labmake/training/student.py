@@ -69,15 +69,31 @@ DEFAULT_CHAT_TEMPLATES = {"gemma3": GEMMA_CHAT_TEMPLATE}
 
 
 def convert_gguf_to_hf(
-    gguf_path: str | Path | None, out_dir: Path, *, use_cache: bool = True
+    gguf_path: str | Path | None,
+    out_dir: Path,
+    *,
+    use_cache: bool = True,
+    chat_template: Path | None = None,
 ) -> None:
     """Write ``out_dir`` as the base folder of ``gguf_path`` (None: the embedded default).
 
     See the module docstring for the layout. ``use_cache``: reuse (and fill) the conversion
-    cache under :func:`cache_dir`.
+    cache under :func:`cache_dir`. ``chat_template``: a Jinja file that replaces the model's
+    own template (params.yaml's student.chat_template).
     """
     gguf_path = resolve_gguf(gguf_path)
     out_dir = Path(out_dir)
+    if chat_template is not None:
+        from labmake.training.chat_template import override_template
+
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".base-", dir=out_dir.parent) as work:
+            staged = Path(work) / "base"
+            convert_gguf_to_hf(gguf_path, staged, use_cache=use_cache)
+            override_template(staged, chat_template)
+            with artifacts.atomic_dir(out_dir) as tmp:
+                _copy_tree(staged, tmp)
+        return
     t0 = time.monotonic()
     sha = artifacts.sha256_file(gguf_path)
     cached = cache_dir() / "hf" / sha

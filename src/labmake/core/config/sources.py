@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from labmake.core.params_checks import check_teacher
+from labmake.core.params_checks import check_student, check_teacher
 from labmake.core.schema import param
 
 QUANTIZATIONS = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_0", "Q4_K_M", "Q4_0")
@@ -31,6 +31,21 @@ class StudentConfig:
     gguf: str | None = param(
         None, help="the student GGUF; null: the embedded Gemma 3 270M base", empty=False
     )
+    hf: str | None = param(
+        None,
+        help="instead of gguf: a local Hugging Face model folder (config.json, safetensors, "
+        "tokenizer); never downloaded",
+        empty=False,
+    )
+    chat_template: str | None = param(
+        None,
+        help="a Jinja chat template file that replaces the student's own; training data and the "
+        "exported GGUFs use it",
+        empty=False,
+    )
+
+    def __post_init__(self) -> None:
+        check_student(self)
 
 
 @dataclass(frozen=True)

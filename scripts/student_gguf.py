@@ -1,0 +1,3 @@
+from labmake.stages.train import student_gguf
+
+student_gguf(snakemake)
