@@ -22,14 +22,20 @@ TEMPLATE = (
 )
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, tiny_hf_student: Path) -> Path:
-    workdir = tmp_path_factory.mktemp("hf-build")
+@pytest.fixture(scope="module", params=["gemma3", "llama3"])
+def built(request, tmp_path_factory: pytest.TempPathFactory, tiny_hf_student: Path) -> Path:
+    """The tiny Gemma 3 (SentencePiece), and a tiny Llama 3 (byte-level BPE, llama3 rope)."""
+    workdir = tmp_path_factory.mktemp(f"hf-build-{request.param}")
     folder = workdir / "models" / "tiny-hf"
-    folder.mkdir(parents=True)
-    for path in tiny_hf_student.iterdir():  # the model as save_pretrained leaves it
-        if path.name not in (paths.TOKENIZER_GGUF, paths.BASE_MARKER):
-            shutil.copyfile(path, folder / path.name)
+    if request.param == "llama3":
+        import tiny_families
+
+        tiny_families.make_hf_family(tiny_families.SPECS["llama3"], folder)
+    else:
+        folder.mkdir(parents=True)
+        for path in tiny_hf_student.iterdir():  # the model as save_pretrained leaves it
+            if path.name not in (paths.TOKENIZER_GGUF, paths.BASE_MARKER):
+                shutil.copyfile(path, folder / path.name)
     (workdir / "chat.jinja").write_text(TEMPLATE, encoding="utf-8")
     params = tiny_params(Path("unused.gguf"))
     params["student"] = {"hf": "models/tiny-hf", "chat_template": "chat.jinja"}
