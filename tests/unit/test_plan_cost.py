@@ -280,13 +280,33 @@ def test_job_stats_are_read_from_snakemakes_table():
     assert plan_cost.parse_job_stats("Nothing to be done (all requested files...)") == {}
 
 
-def test_derived_jobs_match_snakemakes_dry_run_of_a_fresh_build(project, capsys, monkeypatch):
+def _copy_workflow(project: Path) -> None:
     for name in ("Snakefile", "rules", "scripts", "profiles"):
         src = REPO / name
         copy = shutil.copytree if src.is_dir() else shutil.copy2
         copy(src, project / name)
+
+
+def test_derived_jobs_match_snakemakes_dry_run_of_a_fresh_build(project, capsys, monkeypatch):
+    _copy_workflow(project)
     monkeypatch.chdir(project)
     from_snakemake = plan_json(project, capsys, "--jobs-from", "snakemake")["cost"]
     assert from_snakemake["jobs_from"].startswith("snakemake -n"), from_snakemake["notes"]
     derived = plan_json(project, capsys, "--jobs-from", "params")["cost"]
+    assert derived["jobs"] == from_snakemake["jobs"]
+
+
+def test_derived_jobs_count_a_hugging_face_students_export(project, capsys, monkeypatch):
+    from test_student_hf import hf_folder
+
+    _copy_workflow(project)
+    hf_folder(project / "models" / "m")
+    params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
+    params["student"] = {"hf": "models/m"}
+    (project / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    monkeypatch.chdir(project)
+    from_snakemake = plan_json(project, capsys, "--jobs-from", "snakemake")["cost"]
+    assert from_snakemake["jobs_from"].startswith("snakemake -n"), from_snakemake["notes"]
+    derived = plan_json(project, capsys, "--jobs-from", "params")["cost"]
+    assert derived["jobs"]["student_gguf"] == 1
     assert derived["jobs"] == from_snakemake["jobs"]

@@ -169,6 +169,8 @@ def derive_jobs(cfg: BuildConfig, leaves: LeafJobs, workflow: Workflow) -> dict[
         counts |= {"model_card": 1, "manifest": 1, "all": 1}
     if leaves.fresh:
         counts |= {"base_model": 1, "retention_reference": 1}
+        # A Hugging Face student is exported once for the base's answers (rules/train.smk).
+        counts |= {"student_gguf": int(cfg.student.hf is not None)}
     known = workflow.rules
     jobs = {rule: c for rule, c in counts.items() if c and (not known or rule in known)}
     if leaves.fresh:  # one code stamp per script a rule that runs reads
