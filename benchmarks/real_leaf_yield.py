@@ -1,6 +1,9 @@
 """Yield on real leaves: what the shipped pipelines keep from skill leaves nobody here wrote.
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/real_leaf_yield.py [--leaves N] [--json OUT]
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/real_leaf_yield.py --taxonomy taxonomy
+
+The second form measures a taxonomy's own skill leaves (the example's, say) the same way.
 
 Draws a seeded sample (``--seed``, default 1234) of ``--leaves`` (default 20) valid version-3
 skill leaves, freeform and grounded, from the InstructLab conformance corpus
@@ -62,6 +65,14 @@ def loadable(corpus: Path, case: dict[str, Any]) -> tuple[Path, str] | None:
     except (TaxonomyError, ValueError):
         return None
     return root, leaf
+
+
+def taxonomy_skills(root: Path) -> list[tuple[dict[str, Any], tuple[Path, str]]]:
+    """A taxonomy's skill leaves, as (case, (root, leaf)) like the corpus sample's."""
+    from labmake.taxonomy.scan import find_leaves
+
+    leaves = [leaf for leaf in find_leaves(root) if not leaf.startswith("knowledge/")]
+    return [({"id": root.name}, (root, leaf)) for leaf in sorted(leaves)]
 
 
 class Counting:
@@ -146,6 +157,12 @@ def main() -> int:
     parser.add_argument(
         "--case", action="append", default=[], help="only these drawn case ids (to look closer)"
     )
+    parser.add_argument(
+        "--taxonomy",
+        type=Path,
+        default=None,
+        help="measure this taxonomy's skill leaves instead of a sample of the corpus",
+    )
     args = parser.parse_args()
 
     from labmake.core import config, paths
@@ -153,15 +170,19 @@ def main() -> int:
     from labmake.teacher.registry import open_teacher
 
     cfg = config.load(args.params)
-    cases = pool(args.corpus)
-    usable = [(c, found) for c in cases if (found := loadable(args.corpus, c)) is not None]
-    drawn = random.Random(args.seed).sample(usable, min(args.leaves, len(usable)))
-    if args.case:
-        drawn = [(case, found) for case, found in drawn if case["id"] in args.case]
-    print(
-        f"pool: {len(cases)} valid v3 skill cases, {len(usable)} that labmake loads; "
-        f"drawn {len(drawn)} (seed {args.seed})"
-    )
+    if args.taxonomy is not None:
+        drawn = taxonomy_skills(args.taxonomy)
+        print(f"{args.taxonomy}: {len(drawn)} skill leaves")
+    else:
+        cases = pool(args.corpus)
+        usable = [(c, found) for c in cases if (found := loadable(args.corpus, c)) is not None]
+        drawn = random.Random(args.seed).sample(usable, min(args.leaves, len(usable)))
+        if args.case:
+            drawn = [(case, found) for case, found in drawn if case["id"] in args.case]
+        print(
+            f"pool: {len(cases)} valid v3 skill cases, {len(usable)} that labmake loads; "
+            f"drawn {len(drawn)} (seed {args.seed})"
+        )
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     cache = RequestCache(args.cache or Path(paths.TEACHER_CACHE))
     if args.out:

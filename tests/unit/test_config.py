@@ -40,6 +40,16 @@ def test_schema_errors_name_the_key():
     assert "teacher.n_parallel" in message and "export.quantizations" in message
 
 
+def test_a_key_an_earlier_labmake_read_is_refused_with_its_fix():
+    raw = raw_params()
+    raw["generate"]["grounded"]["questions_per_context"] = 2
+    with pytest.raises(ConfigError) as err:
+        config.validate(raw)
+    message = str(err.value)
+    assert "generate.grounded.questions_per_context" in message
+    assert "contexts_per_request" in message and "delete questions_per_context" in message
+
+
 def test_repeated_phase_names_are_refused():
     raw = raw_params()
     raw["train"]["phases"][1]["name"] = raw["train"]["phases"][0]["name"]

@@ -82,9 +82,11 @@ class CopyingTeacher:
         values = re.findall(f"<{name}>(.*?)</{name}>", request.prompt, flags=re.S)
         n = len(self.sent) % len(values)
         text = values[n] + f"</{name}>\n"
-        if name == "question":  # a question prompt asks for its answer too
-            answers = re.findall("<answer>(.*?)</answer>", request.prompt, flags=re.S)
-            text += f"<answer>{answers[n % len(answers)]}</answer>\n"
+        # A context prompt asks for a question and its answer too, a question prompt its answer.
+        later = {"context": ["question", "answer"], "question": ["answer"]}.get(name, [])
+        for field in later:
+            shown = re.findall(f"<{field}>(.*?)</{field}>", request.prompt, flags=re.S)
+            text += f"<{field}>{shown[n % len(shown)]}</{field}>\n"
         text += "<question>And then Q: more</question>\n---\n"
         cut = min((text.find(s) for s in request.stop if s in text), default=len(text))
         return Completion(text[:cut], True)
@@ -96,7 +98,7 @@ class CopyingTeacher:
 GEN = GenerateConfig(
     examples_per_prompt=3,
     freeform=FreeformCounts(questions=6, min_kept=0),
-    grounded=GroundedCounts(contexts=6, questions_per_context=1, min_kept=0),
+    grounded=GroundedCounts(contexts=6, contexts_per_request=1, min_kept=0),
 )
 
 
@@ -209,7 +211,7 @@ def test_budgets_come_from_the_leafs_own_seeds_within_n_ctx():
     cfg = TeacherConfig(n_ctx=4096)
     (short_ctx,) = _max_tokens(generation.estimate(short, GEN, cfg, 7), "<context>")
     (long_ctx,) = _max_tokens(generation.estimate(long, GEN, cfg, 7), "<context>")
-    assert short_ctx == 160  # the pipeline's floor for a context
+    assert short_ctx == 200  # the pipeline's floor for a context, its question and answer
     assert long_ctx > 1.5 * len(long["seed_examples"][0]["context"]) / 4  # room for 1.5 of it
     # Never more than half the context window: the prompt needs the other half.
     medium = _grounded_leaf(200)  # 1.5 times its context is more than 512 tokens

@@ -67,7 +67,10 @@ class VariedTeacher:
 
 
 def _gen(questions: int, min_kept: int, max_requests: int) -> GenerateConfig:
-    counts = FreeformCounts(questions=questions, min_kept=min_kept, max_requests=max_requests)
+    # One pair per request: the arithmetic below counts requests per sample.
+    counts = FreeformCounts(
+        questions=questions, pairs_per_request=1, min_kept=min_kept, max_requests=max_requests
+    )
     return GenerateConfig(freeform=counts)
 
 

@@ -81,7 +81,7 @@ GROUNDED = {
 SMALL = GenerateConfig(
     knowledge=KnowledgeCounts(samples_per_chunk=2, min_kept=0),
     freeform=FreeformCounts(questions=5, min_kept=0),
-    grounded=GroundedCounts(contexts=3, questions_per_context=2, min_kept=0),
+    grounded=GroundedCounts(contexts=3, contexts_per_request=2, min_kept=0),
 )
 
 
@@ -103,13 +103,23 @@ class PassingTeacher:
         n = len(self.sent)
         # Knowledge answers repeat their document, as a grounded answer does.
         document = request.prompt.rsplit("<document>\n", 1)[-1].split("\n</document>")[0]
+        # A freeform prompt (no document) gets the pairs_per_request pairs it asks for.
+        pairs = 1 if "<document>" in request.prompt else SMALL.freeform.pairs_per_request
+        question = "\n\n<question>".join(
+            f"Is fact {n}.{k} about the tower of Pharos true?</question>\n<answer>"
+            + (f"{document} ({n})" if pairs == 1 else f"Yes, fact {n}.{k} is.</answer>")
+            for k in range(pairs)
+        )
         text = {
             "Verdict:": " yes",
             "Score:": " 5",
-            "<question>": f"Is fact {n} about the tower of Pharos true?</question>\n"
-            f"<answer>{document} ({n})",
+            "<question>": question,
             "<answer>": f"Sailors saw the fire of Pharos, answer {n}.",
-            "<context>": f"\nA new text number {n} about the team.\n",
+            "<context>": "\n\n<context>".join(
+                f"\nA new text number {n}.{k} about the team.\n</context>\n"
+                f"<question>Who is in text {n}.{k}?</question>\n<answer>The team.</answer>"
+                for k in range(SMALL.grounded.contexts_per_request)
+            ),
         }[tail.strip()]
         return Completion(text, True)
 
@@ -277,8 +287,10 @@ def test_same_inputs_same_records_and_full_provenance(seeds):
 
 
 def _row_id(record_id: str, block: str) -> str:
-    # The grounded pipeline fans out after its context block: that block saw the shorter id.
-    return record_id.split(".n")[0] if block == "generate_context" else record_id
+    # A request writes several samples (freeform pairs, grounded triples): the block that asked
+    # saw the id without the item's suffix.
+    generating = ("generate_qa", "generate_triples")
+    return re.sub(r"\.i\d+$", "", record_id) if block in generating else record_id
 
 
 @pytest.mark.parametrize(
@@ -301,7 +313,7 @@ def test_counts_are_honoured_and_the_plan_prices_exactly_what_passing_samples_co
     ]
     assert planned[:first_block_requests] == teacher.sent[:first_block_requests]
     if seeds is GROUNDED:
-        assert sum(r["status"] == "kept" for r in records) == 3 * 2  # contexts x questions
+        assert sum(r["status"] == "kept" for r in records) == 3 * 2  # requests x contexts
 
 
 def test_prompts_that_do_not_fit_lose_examples_then_are_rejected():
@@ -331,7 +343,8 @@ def test_a_refused_request_rejects_its_row_and_the_rest_go_on():
     records, _ = run(FREEFORM, teacher=Refuses())
     refused = [r for r in records if r["reason"] == "teacher_error"]
     assert [r["rejected_by"] for r in refused] == ["generate_qa"]
-    assert sum(r["status"] == "kept" for r in records) == 4
+    # The four requests answered, each with pairs_per_request pairs.
+    assert sum(r["status"] == "kept" for r in records) == 4 * SMALL.freeform.pairs_per_request
 
 
 def test_overlap_rule_drops_ungrounded_answers_before_the_judges():
@@ -347,3 +360,44 @@ def test_overlap_rule_drops_ungrounded_answers_before_the_judges():
         ("keep_overlapping", 0.0)
     }
     assert not any(r.prompt.endswith("Verdict:") for r in teacher.sent)  # no judge was paid
+
+
+def test_a_freeform_request_writes_several_pairs_and_each_is_judged_on_its_own():
+    class Chatty(PassingTeacher):
+        """Writes five pairs where three are asked for: the last two are not kept."""
+
+        def complete(self, request: Request) -> Completion:
+            if not request.prompt.endswith("<question>"):
+                return super().complete(request)
+            self.sent.append(request)
+            n = len(self.sent)
+            text = "\n\n<question>".join(
+                f"Name animal {n}.{k}, please?</question>\n<answer>Animal {n}.{k}.</answer>"
+                for k in range(5)
+            )
+            return Completion(text, True)
+
+    one = GenerateConfig(freeform=FreeformCounts(questions=5, pairs_per_request=1, min_kept=0))
+    records, teacher = run(FREEFORM, gen=SMALL, teacher=Chatty())
+    asked = [r for r in teacher.sent if r.prompt.endswith("<question>")]
+    judged = [r for r in teacher.sent if r.prompt.endswith("Score:")]
+    kept = [r for r in records if r["status"] == "kept"]
+    assert len(asked) == 5 and len(judged) == len(kept) == 5 * 3
+    assert sorted(r["id"] for r in kept) == sorted(f"s{i}.i{k}" for i in range(5) for k in range(3))
+    # The first three pairs of each request; the fourth and fifth were never paid for.
+    assert {r["answer"].split(".")[1] for r in kept} == {"0", "1", "2"}
+    assert all(r["question"].startswith("Name animal") for r in kept)
+    # Room for three pairs where one is asked for one.
+    single = generation.estimate(FREEFORM, one, TeacherConfig(), 7)[0].max_tokens
+    assert asked[0].max_tokens == 3 * single
+    # One pair per request: the ids and the request count of a one-pair pipeline.
+    records, teacher = run(FREEFORM, gen=one, teacher=Chatty())
+    kept = [r for r in records if r["status"] == "kept"]
+    assert sorted(r["id"] for r in kept) == [f"s{i}" for i in range(5)]
+
+
+def test_max_items_needs_items_all():
+    from labmake.sdg.blocks.transform import ParseBlock
+
+    with pytest.raises(PipelineError, match="max_items goes with items: all"):
+        ParseBlock("parse", {"input": "t", "fields": {"question": "q"}, "max_items": 2}, "x.yaml")

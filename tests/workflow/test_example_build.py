@@ -24,8 +24,8 @@ def small_params() -> dict:
     floor = {"min_kept": 2, "max_requests": 40}  # a small yield floor: rounds stay cheap
     params["generate"].update(
         knowledge={"samples_per_chunk": 2, **floor},
-        freeform={"questions": 8, **floor},
-        grounded={"contexts": 4, "questions_per_context": 2, **floor},
+        freeform={"questions": 3, **floor},  # 3 pairs per request: 9 pairs
+        grounded={"contexts": 3, **floor},  # 3 contexts per request: 9 triples
     )
     params["train"]["max_seq_len"] = 192
     for phase in params["train"]["phases"]:

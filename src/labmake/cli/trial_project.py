@@ -126,10 +126,7 @@ def _budget_generate(params: dict[str, Any], cfg: BuildConfig) -> None:
     counts = {
         "knowledge": {"samples_per_chunk": budget.samples_per_chunk},
         "freeform": {"questions": budget.questions},
-        "grounded": {
-            "contexts": budget.contexts,
-            "questions_per_context": budget.questions_per_context,
-        },
+        "grounded": {"contexts": budget.contexts},
         "simple": {},
     }
     for name, values in counts.items():

@@ -157,6 +157,8 @@ def explain(errors: Any, cls: type) -> list[str]:
     for line in flatten_errors(errors):
         key, _, problem = line.partition(": ")
         what = help_at(cls, key)
+        if key in REMOVED_KEYS:
+            what = REMOVED_KEYS[key]
         out.append(f"{key}: {problem}" + (f" ({key.rsplit('.', 1)[-1]}: {what})" if what else ""))
     return out
 
@@ -196,6 +198,18 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp is int and isinstance(value, str):
         return int(value)
     return value
+
+
+# Keys an earlier labmake read, and what to write now: an old params.yaml gets the fix, not
+# only "unknown field".
+_GROUNDED = (
+    "a grounded request now writes generate.grounded.contexts_per_request new contexts, each "
+    "with one question and its answer: delete questions_per_context"
+)
+REMOVED_KEYS = {
+    "generate.grounded.questions_per_context": _GROUNDED,
+    "try.questions_per_context": _GROUNDED,
+}
 
 
 def from_mapping(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:

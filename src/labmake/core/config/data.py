@@ -74,13 +74,31 @@ class KnowledgeCounts(YieldFloor):
 
 @dataclass(frozen=True)
 class FreeformCounts(YieldFloor):
-    questions: int = param(32, help="question-generation requests per leaf", min=1)
+    questions: int = param(
+        12, help="question-generation requests per leaf (each writes pairs_per_request)", min=1
+    )
+    pairs_per_request: int = param(
+        3,
+        help="question/answer pairs one request has the teacher write, one after another",
+        min=1,
+        max=8,
+    )
 
 
 @dataclass(frozen=True)
 class GroundedCounts(YieldFloor):
-    contexts: int = param(10, help="context-generation requests per leaf", min=1)
-    questions_per_context: int = param(2, help="question requests per kept context", min=1)
+    contexts: int = param(
+        12,
+        help="generation requests per leaf (each writes contexts_per_request new contexts, "
+        "each with a question and its answer)",
+        min=1,
+    )
+    contexts_per_request: int = param(
+        3,
+        help="context/question/answer triples one request has the teacher write",
+        min=1,
+        max=8,
+    )
 
 
 @dataclass(frozen=True)

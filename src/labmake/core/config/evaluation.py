@@ -81,9 +81,8 @@ class TryConfig:
 
     folder: str = param("build/try", help="where a try builds (never the build's own files)")
     samples_per_chunk: int = param(2, help="generate.knowledge.samples_per_chunk", min=1)
-    questions: int = param(12, help="generate.freeform.questions", min=1)
-    contexts: int = param(4, help="generate.grounded.contexts", min=1)
-    questions_per_context: int = param(2, help="generate.grounded.questions_per_context", min=1)
+    questions: int = param(4, help="generate.freeform.questions", min=1)
+    contexts: int = param(3, help="generate.grounded.contexts", min=1)
     requests_per_leaf: int = param(4, help="generate.requests_per_leaf (simple)", min=1)
     min_kept: int = param(4, help="every pipeline's generate.*.min_kept", min=0)
     max_requests: int = param(48, help="every pipeline's generate.*.max_requests", min=1)

@@ -5,7 +5,9 @@ Every value a prompt shows is escaped first (:func:`labmake.sdg.parse.escape`), 
 cannot open or close the prompt's fields. ``max_tokens`` is a number, or a budget from the
 leaf's own seeds: ``{like: [answer], min: 64, scale: 1.5}`` gives room for ``scale`` times the
 leaf's longest seed answer (in the teacher's tokens), at least ``min`` and at most half of
-``teacher.n_ctx``, so a leaf of long contexts gets room for a long context.
+``teacher.n_ctx``, so a leaf of long contexts gets room for a long context; ``times: N`` (a
+number or a count name such as ``freeform.pairs_per_request``) is room for N such items, for a
+request that writes several.
 """
 
 from __future__ import annotations
@@ -39,14 +41,14 @@ def check_budget(spec: Any, where: str) -> None:
         isinstance(fields, list)
         and fields
         and set(fields) <= set(BUDGET_FIELDS)
-        and set(spec) <= {"like", "min", "scale"}
+        and set(spec) <= {"like", "min", "scale", "times"}
         and isinstance(spec.get("min", 1), int)
         and isinstance(spec.get("scale", 1.0), int | float)
     )
     if not ok:
         raise PipelineError(
             f"{where}: max_tokens is a positive integer or {{like: [fields of "
-            f"{list(BUDGET_FIELDS)}], min: N, scale: X}}, not {spec!r}"
+            f"{list(BUDGET_FIELDS)}], min: N, scale: X, times: N}}, not {spec!r}"
         )
 
 
@@ -63,6 +65,11 @@ class TeacherBlock(Block):
     def template_names(self) -> list[str]:
         return [self.spec["template"]]
 
+    def counts(self, counts: Counts | None) -> None:
+        spec = self.spec.get("max_tokens")
+        if isinstance(spec, dict):  # a wrong count name in `times` is found before a request
+            resolve_count(spec.get("times", 1), counts, self.where)
+
     def needs(self, override_dir: str | None) -> set[str]:
         names = templates.variables(self.spec["template"], override_dir)
         return names - set(templates.LEAF_GLOBALS)
@@ -74,7 +81,8 @@ class TeacherBlock(Block):
         fields = tuple(spec["like"])
         room = math.ceil(float(spec.get("scale", 1.5)) * ctx.longest(fields))
         room += TAG_TOKENS * len(fields)
-        return max(int(spec.get("min", 16)), min(room, ctx.n_ctx // 2))
+        times = resolve_count(spec.get("times", 1), ctx.count_root(), self.where)
+        return max(int(spec.get("min", 16)) * times, min(room * times, ctx.n_ctx // 2))
 
     def _fan_out(self, rows: list[Row], ctx: Context) -> list[Row]:
         return rows
@@ -133,6 +141,7 @@ class GenerateBlock(TeacherBlock):
         return {self.spec["output"]}
 
     def counts(self, counts: Counts | None) -> None:
+        super().counts(counts)
         self.n = resolve_count(self.spec["n"], counts, self.where) if "n" in self.spec else None
 
     def _fan_out(self, rows: list[Row], ctx: Context) -> list[Row]:

@@ -10,7 +10,15 @@ from typing import Any
 
 from labmake.core.text import content_overlap, tokens
 from labmake.sdg import parse
-from labmake.sdg.blocks.base import Block, Context, PipelineError, Row, reject
+from labmake.sdg.blocks.base import (
+    Block,
+    Context,
+    Counts,
+    PipelineError,
+    Row,
+    reject,
+    resolve_count,
+)
 
 # Field names pipelines used before fields were framed by tags, and what they are now.
 _OLD_MARKERS = {"Q": "question", "A": "answer", "Context": "context", "Document": "document"}
@@ -20,13 +28,17 @@ class ParseBlock(Block):
     """Read the first item's fields (``fields: {question: question}``) from a text column.
 
     A field is read up to its own closing tag (:mod:`labmake.sdg.parse`), so nothing the leaf
-    or the teacher writes inside a value can split it. A rejected row says why in ``_reason``
+    or the teacher writes inside a value can split it. ``items: all`` keeps every item (at most
+    ``max_items``, a number or a count name: a request that asks for N items pays for N, and
+    whatever the teacher wrote past them is dropped). A rejected row says why in ``_reason``
     (``cut_off``, ``missing:<field>``, ``empty:<field>``, ``no_item``); the teacher's raw text
     travels with it.
     """
 
     type = "parse"
-    allowed = frozenset({"input", "prefix", "fields", "items", "optional", "max_sentences"})
+    allowed = frozenset(
+        {"input", "prefix", "fields", "items", "max_items", "optional", "max_sentences"}
+    )
     required = frozenset({"input", "fields"})
 
     def __init__(self, name: str, spec: dict[str, Any], where: str) -> None:
@@ -45,6 +57,13 @@ class ParseBlock(Block):
             )
         if spec.get("items", "first") not in ("first", "all"):
             raise PipelineError(f"{where}: items must be first or all")
+        if "max_items" in spec and spec.get("items") != "all":
+            raise PipelineError(f"{where}: max_items goes with items: all")
+        self.max_items: int | None = None
+
+    def counts(self, counts: Counts | None) -> None:
+        if "max_items" in self.spec:
+            self.max_items = resolve_count(self.spec["max_items"], counts, self.where)
 
     def needs(self, override_dir: str | None) -> set[str]:
         return {self.spec["input"]}
@@ -69,6 +88,8 @@ class ParseBlock(Block):
             return [], "no_item"
         if self.spec.get("items", "first") == "first":
             items = items[:1]  # a request asks for one item; what follows is not paid for
+        elif self.max_items is not None:
+            items = items[: self.max_items]
         optional = self.spec.get("optional", [])
         required = [f for f in self.spec["fields"] if f not in optional]
         found = [i for i in items if all(i.get(f) for f in required)]
@@ -78,11 +99,18 @@ class ParseBlock(Block):
         return [], ("empty:" if missing in items[0] else "missing:") + missing
 
     def run(self, rows: list[Row], ctx: Context) -> tuple[list[Row], list[Row]]:
+        self.counts(ctx.count_root())
         fields: dict[str, str] = self.spec["fields"]
         kept, rejected = [], []
         for row in rows:
             if ctx.dry:
-                kept.append({**row, **{col: ctx.typical(f) for f, col in fields.items()}})
+                # A plan prices the most a request may give: max_items samples, each judged.
+                typical = {col: ctx.typical(f) for f, col in fields.items()}
+                many = self.max_items or 1
+                kept += [
+                    {**row, **typical, **({"_id": f"{row['_id']}.i{k}"} if many > 1 else {})}
+                    for k in range(many)
+                ]
                 continue
             found, why = self._items(row)
             if why is not None:
@@ -94,7 +122,7 @@ class ParseBlock(Block):
                     if item.get(name):
                         item = {**item, name: parse.first_sentences(item[name], int(n))}
                 new = {**row, **{col: item.get(f) for f, col in fields.items()}}
-                if len(found) > 1 or self.spec.get("items") == "all":
+                if len(found) > 1 or (self.spec.get("items") == "all" and self.max_items != 1):
                     new["_id"] = f"{row['_id']}.i{k}"
                 kept.append(new)
         return kept, rejected
