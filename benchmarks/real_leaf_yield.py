@@ -24,7 +24,7 @@ figure before this benchmark existed (30 kept of 327 requests: about 9).
 Requests are counted whether the request cache answers them or the teacher does, so a re-run
 prints the same figures (and is quick); ``--cache`` picks the cache folder. A copy of an older
 labmake runs it too (the benchmark only needs ``generation.generate_leaf`` and
-``filters.filter_leaf``), which is how the README's "before" figures were measured.
+``filters.filter_leaf``): check out an earlier commit beside this one to measure a "before".
 """
 
 from __future__ import annotations
