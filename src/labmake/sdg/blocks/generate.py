@@ -61,6 +61,7 @@ class TeacherBlock(Block):
         super().__init__(name, spec, where)
         if "max_tokens" in spec:
             check_budget(spec["max_tokens"], where)
+        self.times = 1  # items one request writes (a budget's `times`), resolved by counts()
 
     def template_names(self) -> list[str]:
         return [self.spec["template"]]
@@ -68,7 +69,7 @@ class TeacherBlock(Block):
     def counts(self, counts: Counts | None) -> None:
         spec = self.spec.get("max_tokens")
         if isinstance(spec, dict):  # a wrong count name in `times` is found before a request
-            resolve_count(spec.get("times", 1), counts, self.where)
+            self.times = resolve_count(spec.get("times", 1), counts, self.where)
 
     def needs(self, override_dir: str | None) -> set[str]:
         names = templates.variables(self.spec["template"], override_dir)
@@ -81,8 +82,7 @@ class TeacherBlock(Block):
         fields = tuple(spec["like"])
         room = math.ceil(float(spec.get("scale", 1.5)) * ctx.longest(fields))
         room += TAG_TOKENS * len(fields)
-        times = resolve_count(spec.get("times", 1), ctx.count_root(), self.where)
-        return max(int(spec.get("min", 16)) * times, min(room * times, ctx.n_ctx // 2))
+        return max(int(spec.get("min", 16)) * self.times, min(room * self.times, ctx.n_ctx // 2))
 
     def _fan_out(self, rows: list[Row], ctx: Context) -> list[Row]:
         return rows
