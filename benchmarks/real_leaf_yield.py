@@ -17,6 +17,9 @@ leaf:
   judged:     samples the pipeline kept (judges and its own rules passed);
   kept:       samples the filter stage accepted;
   requests:   every teacher request the leaf's generation sent (judges included);
+  judge:      the pair judge's check on the leaf's seeds (labmake.sdg.judge_check): the share of
+              (seed as written, seed with another's answer) pairs it ranked right, and whether
+              it then judged the leaf's samples ("used") or not ("off");
 and overall: leaves yielding >= 5 kept samples, and kept samples per 100 teacher requests.
 Targets: every sampled leaf >= 5; kept per 100 requests at least twice the example taxonomy's
 figure before this benchmark existed (30 kept of 327 requests: about 9).
@@ -141,8 +144,18 @@ def measure(
         "judged": sum(r["status"] == "kept" for r in records),
         "kept": len(kept),
         "requests": counting.requests,
+        # The pair judge's check on the leaf's seeds (labmake.sdg.judge_check), if it has one.
+        "judge_check": stats.get("judge_checks", {}).get("judge_pair"),
         "seconds": round(time.monotonic() - start, 1),
     }
+
+
+def _judge_column(check: dict[str, Any] | None) -> str:
+    """The pair judge's seed check: "0.40 off" (its AUC, judged nothing), "0.90 used", or "-"."""
+    if not check:
+        return "-"
+    auc = "n/a" if check["auc"] is None else f"{check['auc']:.2f}"
+    return f"{auc} {'used' if check['used'] else 'off'}"
 
 
 def main() -> int:
@@ -191,6 +204,7 @@ def main() -> int:
     rows = []
     header = (
         f"{'leaf':<72} {'pipe':<9} {'first':>5} {'parsed':>6} {'judged':>6} {'kept':>4} {'req':>4}"
+        f" {'judge':>10}"
     )
     print(header)
     try:
@@ -200,7 +214,8 @@ def main() -> int:
             name = f"{case['id'][:6]}:{leaf.removeprefix('compositional_skills/')}"
             print(
                 f"{name[:72]:<72} {row['pipeline']:<9} {row['first_step']:>5} "
-                f"{row['parsed']:>6} {row['judged']:>6} {row['kept']:>4} {row['requests']:>4}",
+                f"{row['parsed']:>6} {row['judged']:>6} {row['kept']:>4} {row['requests']:>4} "
+                f"{_judge_column(row['judge_check']):>10}",
                 flush=True,
             )
     finally:

@@ -102,6 +102,18 @@ def test_every_sample_with_what_rejected_it(build: Path, capsys, monkeypatch):
     assert "rejected by pipeline: parse_question" in out
 
 
+def test_the_judge_check_is_shown(build: Path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    path = build / f"build/filtered/{LEAF}.stats.json"
+    stats = artifacts.read_json(path)
+    check = {"auc": 0.4, "pairs": 25, "min_auc": 0.75, "used": False}
+    artifacts.write_json(path, {**stats, "judge_checks": {"judge_pair": check}})
+    code, out = _show(build, capsys)
+    assert code == 0
+    assert "judge check: judge_pair: ranked the seeds as written above swapped ones in 40%" in out
+    assert "NOT used: its samples pass unjudged" in out
+
+
 def test_filters_select_what_is_shown(build: Path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     _, kept = _show(build, capsys, "--kept")

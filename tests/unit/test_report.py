@@ -350,3 +350,19 @@ def test_a_flagged_leaf_is_in_report_json_and_on_top_of_the_page(build):
     artifacts.write_json(stats_path, stats)  # a leaf without the flag: no banner
     rep, html, _ = run(build, EvaluateConfig(bootstrap_resamples=200), "again")
     assert rep["flagged_leaves"] == [] and "little or no synthetic data" not in html
+    assert rep["judges_off"] == []
+
+
+def test_a_leaf_whose_judge_failed_its_seed_check_is_listed_and_shown(build):
+    stats_path = Path(build["inputs"]["filter_stats"][1])
+    stats = artifacts.read_json(stats_path)
+    off = {"auc": 0.4, "pairs": 25, "min_auc": 0.75, "used": False}
+    used = {"auc": 0.9, "pairs": 25, "min_auc": 0.75, "used": True}
+    checks = {"judge_pair": off, "judge_other": used}
+    artifacts.write_json(stats_path, {**stats, "judge_checks": checks})
+    rep, html, _ = run(build, EvaluateConfig(bootstrap_resamples=200))
+    assert rep["judges_off"] == [
+        {"leaf": stats["leaf"], "judge": "judge_pair", "auc": 0.4, "min_auc": 0.75}
+    ]
+    assert "judge_pair: off, samples unjudged (AUC 0.40)" in html
+    assert "judge_other: used (AUC 0.90)" in html

@@ -8,7 +8,13 @@ from dataclasses import replace
 
 import pytest
 
-from labmake.core.config import FilterConfig, FreeformCounts, GenerateConfig, TeacherConfig
+from labmake.core.config import (
+    FilterConfig,
+    FreeformCounts,
+    GenerateConfig,
+    JudgeCheckConfig,
+    TeacherConfig,
+)
 from labmake.sdg import SHIPPED, filters, generation, load
 from labmake.sdg.rounds import MIN_ROUND_ROWS, next_size
 from labmake.teacher.cache import RequestCache
@@ -71,7 +77,8 @@ def _gen(questions: int, min_kept: int, max_requests: int) -> GenerateConfig:
     counts = FreeformCounts(
         questions=questions, pairs_per_request=1, min_kept=min_kept, max_requests=max_requests
     )
-    return GenerateConfig(freeform=counts)
+    # No judge check: these tests count a judged sample's requests (test_judge_check checks it).
+    return GenerateConfig(freeform=counts, judge_check=JudgeCheckConfig(min_auc=0))
 
 
 FILTER = FilterConfig()
@@ -144,6 +151,24 @@ def test_a_run_killed_in_a_later_round_resumes_to_the_same_records(tmp_path):
     resumed = _run(gen, resumed_teacher, RequestCache(tmp_path))
     assert resumed == whole
     assert len(resumed_teacher.sent) == total - killed_at  # only what was never answered
+
+
+def test_a_later_round_that_adds_nothing_ends_the_rounds():
+    class DriesUp(VariedTeacher):
+        """Its judges pass the first round's samples, then nothing."""
+
+        def complete(self, request: Request) -> Completion:
+            if request.prompt.endswith("Score:") and len(self.sent) >= 6 * PER_SAMPLE:
+                self.sent.append(request)
+                return Completion(" 1", True)
+            return super().complete(request)
+
+    teacher = DriesUp()
+    records = _run(_gen(6, 40, 400), teacher)  # a floor the first round cannot reach
+    assert {r["round"] for r in records} == {0, 1}  # the second round added nothing: no third
+    assert len(teacher.sent) < 400
+    kept, _ = filters.filter_leaf(SEEDS, records, FILTER)
+    assert 0 < len(kept) < 40 and all(r["round"] == 0 for r in records if r["status"] == "kept")
 
 
 def test_round_sizes_follow_the_acceptance_so_far():

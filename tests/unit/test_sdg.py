@@ -12,6 +12,7 @@ from labmake.core.config import (
     FreeformCounts,
     GenerateConfig,
     GroundedCounts,
+    JudgeCheckConfig,
     KnowledgeCounts,
     TeacherConfig,
 )
@@ -82,6 +83,8 @@ SMALL = GenerateConfig(
     knowledge=KnowledgeCounts(samples_per_chunk=2, min_kept=0),
     freeform=FreeformCounts(questions=5, min_kept=0),
     grounded=GroundedCounts(contexts=3, contexts_per_request=2, min_kept=0),
+    # Every judge judges: these tests count and price judged samples (test_judge_check: the check).
+    judge_check=JudgeCheckConfig(min_auc=0),
 )
 
 

@@ -179,8 +179,11 @@ def _tally(samples: list[Sample]) -> list[tuple[str, int]]:
 
 
 def _print_stats_extras(console: Any, stats: dict[str, Any]) -> None:
-    """Counts the filter stage wrote besides the funnel's (the safety layers', per category)."""
+    """Counts the filter stage wrote besides the funnel's (the safety layers', per category), and
+    each checked judge's verdict on the leaf's seeds."""
     from rich.markup import escape
+
+    from labmake.sdg.judge_check import JudgeCheck
 
     safety = stats.get("safety")
     if isinstance(safety, dict) and safety.get("removed"):
@@ -190,5 +193,8 @@ def _print_stats_extras(console: Any, stats: dict[str, Any]) -> None:
             if cats
         )
         console.print(f"safety removed: {escape(removed or 'nothing')}")
+    for block, check in sorted((stats.get("judge_checks") or {}).items()):
+        text = JudgeCheck(check["auc"], check["pairs"], check["min_auc"]).describe(block)
+        console.print(f"judge check: {escape(text)}")
     if stats.get("flagged") and stats.get("hint"):
         console.print(f"[yellow]flagged:[/] {escape(str(stats['hint']))}")

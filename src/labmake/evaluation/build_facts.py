@@ -87,6 +87,9 @@ def funnel(stats: dict[str, Any]) -> dict[str, Any]:
         # The safety layers' counts per category (labmake.sdg.safety_stats), and the policy.
         "safety": stats.get("safety") or {},
         "safety_policy": _policy_label(stats.get("safety") or {}),
+        # Each checked judge's verdict on the leaf's seeds (labmake.sdg.judge_check): one that
+        # failed it judged none of the leaf's samples.
+        "judge_checks": stats.get("judge_checks") or {},
         # Fewer accepted samples than filter.flag_below: the report says so on top, with why.
         "flagged": bool(stats.get("flagged", False)),
         "hint": stats.get("hint"),

@@ -155,6 +155,17 @@ def flagged_leaves(facts: BuildFacts) -> list[dict[str, Any]]:
     return flagged
 
 
+def judges_off(facts: BuildFacts) -> list[dict[str, Any]]:
+    """Leaves whose checked judge could not tell their seeds from swapped ones, so it judged none
+    of their samples (labmake.sdg.judge_check): what report.json lists as ``judges_off``."""
+    return [
+        {"leaf": f["leaf"], "judge": name, "auc": check["auc"], "min_auc": check["min_auc"]}
+        for f in facts.funnels
+        for name, check in sorted(f.get("judge_checks", {}).items())
+        if not check["used"]
+    ]
+
+
 def run(
     inputs: Mapping[str, str | Sequence[str]],
     *,
@@ -190,7 +201,10 @@ def run(
     items = read_items(eval_path)
     mc_path = Path(str(inputs["mc"])) if inputs.get("mc") else None
     results = load_results(many("models"), eval_path, mc_path)
-    report = summarize(items, results, cfg, seed) | {"flagged_leaves": flagged_leaves(facts)}
+    report = summarize(items, results, cfg, seed) | {
+        "flagged_leaves": flagged_leaves(facts),
+        "judges_off": judges_off(facts),
+    }
     log_summary(report)
     report |= retention_report.sections(items, results, cfg, seed, params=params, inputs=inputs)
     artifacts.write_json(out_json, report)

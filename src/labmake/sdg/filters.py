@@ -94,8 +94,19 @@ def filter_leaf(
         # Per safety layer (detectors, judge) and category: what the pipeline's safety blocks
         # removed, and the policy they applied.
         "safety": safety_stats(generated),
+        # Each checked judge's verdict on the leaf's seeds: a judge that failed it (used: false)
+        # judged none of the leaf's samples (labmake.sdg.judge_check).
+        "judge_checks": judge_checks(generated),
     }
     return kept, stats
+
+
+def judge_checks(generated: list[dict[str, Any]]) -> dict[str, Any]:
+    """Block name -> its seed check, from the records that met a checked judge."""
+    out: dict[str, Any] = {}
+    for record in generated:
+        out.update(record.get("judge_checks") or {})
+    return dict(sorted(out.items()))
 
 
 def low_yield(stats: dict[str, Any], cfg: FilterConfig, where: str) -> str:

@@ -12,7 +12,8 @@ the generate rule reads params.yaml's filter section too.
 
 One record per sample, kept or rejected (``status``, ``rejected_by``: the block that dropped
 it, ``reason``: why), with provenance: pipeline name and version, round, teacher, each block's
-seed and template sha256, judge scores; a rejected record keeps what the teacher wrote
+seed and template sha256, judge scores, the seed check of each checked judge it met
+(``judge_checks``: :mod:`labmake.sdg.judge_check`); a rejected record keeps what the teacher wrote
 (``raw``: per generate block, the text after the prompt's open tag). The filter stage applies
 the rule-based checks and counts everything.
 
@@ -81,6 +82,8 @@ def record(
     }
     if round_index is not None:
         out["round"] = round_index
+    if row.get("_judge_checks"):  # checked judges this sample met: their seed check, used?
+        out["judge_checks"] = row["_judge_checks"]
     if row.get("_chunk_source") is not None:  # a sample written from a chunk's rewrite
         out["chunk_source"] = row["_chunk_source"]
     for column in pipeline.outputs:
@@ -211,6 +214,7 @@ def generate_leaf(
     give rows on the rewritten chunks too."""
     pipeline = pipeline_of(seeds, gen)
     seen: dict[str, set[tuple[str, ...]]] = {}  # dedup blocks remember across rounds
+    judge_checks: dict[str, Any] = {}  # and checked judges their check (asked once per leaf)
     acceptor = Acceptor(seeds, accept) if accept is not None else None
 
     def make_ctx(window: tuple[int, int] | None, dry: bool) -> Context:
@@ -225,6 +229,7 @@ def generate_leaf(
             window=window,
             seen={} if dry else seen,
             acceptor=acceptor,
+            judge_checks=judge_checks,
         )
 
     rounds = run_rounds(pipeline, make_ctx, floor(pipeline, ("generate", gen)), acceptor)

@@ -8,7 +8,9 @@ new ids, seeds and few-shot draws. A round's size is what the leaf's acceptance 
 still needs (a quarter more; when nothing was accepted yet, as many as before), at least a batch
 of :data:`MIN_ROUND_ROWS` rows, at most as many as all rounds before it; and it is cut to what
 still fits in ``max_requests`` if every sample passed every judge, so a leaf never spends more
-than its first round or ``max_requests``, whichever is larger. A round's size depends only on
+than its first round or ``max_requests``, whichever is larger. A round after the first that adds
+no accepted sample ends the floor: the leaf's prompts have stopped giving anything new (a leaf of
+one-digit seeds spent 234 requests on repeats of its digits before this rule). A round's size depends only on
 earlier rounds' results, which the request cache gives back byte for byte: a re-run, or one
 resumed after a kill, sends the same rounds and writes the same bytes.
 """
@@ -94,10 +96,13 @@ def run_rounds(
         ctx = make_ctx((done, size), False)
         sent = _counted(ctx)
         result = run_pipeline(pipeline, ctx)
-        accepted += _accept(acceptor, result.kept)
+        gained = _accept(acceptor, result.kept)
+        accepted += gained
         rounds.append(Round(len(rounds), (done, size), result, sent[0], accepted))
         spent += sent[0]
         done += size
+        if not gained:  # more rounds of the same prompts would add nothing either
+            break
     return rounds
 
 

@@ -102,6 +102,10 @@ def _safety_verdict(prompt: str, rng: random.Random) -> Completion:
     return Completion(text=f" {category}\n", finished=True)
 
 
+def _words(text: str) -> set[str]:
+    return {w.lower() for w in _WORD.findall(text)}
+
+
 def _last(prompt: str, tag: str) -> str:
     """The value of the prompt's last closed ``<tag>...</tag>`` ("" when it has none)."""
     found = re.findall(f"<{tag}>(.*?)</{tag}>", prompt, flags=re.S)
@@ -118,8 +122,8 @@ def _sdg_answer(request: Request) -> Completion | None:
     """labmake.sdg's one-item prompts: verdicts, 1-5 scores, open answers, multiple-choice
     wrong options and chunk rewrites; None otherwise.
 
-    Verdicts pass four times in five and scores run 2-5, so the pipelines' filters have real
-    work to do while samples still survive.
+    Verdicts pass four times in five and scores of answers on topic run 2-5, so the pipelines'
+    filters have real work to do while samples still survive.
     """
     rng = random.Random(f"sdg\x1f{request.seed}\x1f{request.prompt}")
     tail = request.prompt.rstrip().rsplit("\n", 1)[-1]
@@ -128,7 +132,12 @@ def _sdg_answer(request: Request) -> Completion | None:
     if tail == "Verdict:":
         return Completion(text=" no\n" if rng.random() < 0.2 else " yes\n", finished=True)
     if tail == "Score:" and "<answer>" in request.prompt:
-        return Completion(text=f" {rng.choice([2, 3, 4, 5, 5])}\n", finished=True)
+        # A pair judge that can tell (labmake.sdg.judge_check asks it about the seeds first): an
+        # answer with no word of its question or context scores 1-2, any other 2-5.
+        answer = _words(_last(request.prompt, "answer"))
+        asked = _words(_last(request.prompt, "question") + " " + _last(request.prompt, "context"))
+        scores = [2, 3, 4, 5, 5] if answer & asked else [1, 2]
+        return Completion(text=f" {rng.choice(scores)}\n", finished=True)
     if tail == "<wrong>":
         return _wrong_options(request.prompt, rng)
     if tail == "<rewrite>":

@@ -119,6 +119,21 @@ class SafetyConfig:
 
 
 @dataclass(frozen=True)
+class JudgeCheckConfig:
+    """A judge with ``check`` in its pipeline is first asked about the leaf's own seeds, each as
+    written and each with another seed's answer (labmake.sdg.judge_check); it judges the
+    leaf's samples only if it ranks the seeds as written above the swapped ones often enough."""
+
+    min_auc: float = param(
+        0.75,
+        help="share of (seed as written, seed with another's answer) pairs the judge must rank "
+        "right (ties count half; 0.5 is chance) to judge the leaf; 0: no check, always judge",
+        min=0.0,
+        max=1.0,
+    )
+
+
+@dataclass(frozen=True)
 class GenerateConfig:
     pipeline: str = param(
         "auto",
@@ -136,6 +151,10 @@ class GenerateConfig:
     simple: YieldFloor = param(help="the simple pipeline's yield floor", factory=YieldFloor)
     safety: SafetyConfig = param(
         help="the safety layers every shipped pipeline runs", factory=SafetyConfig
+    )
+    judge_check: JudgeCheckConfig = param(
+        help="a judge is used on a leaf only if it tells the leaf's seeds from swapped ones",
+        factory=JudgeCheckConfig,
     )
 
     def __post_init__(self) -> None:

@@ -52,6 +52,9 @@ class Context:
     # The filter stage's rules with what the leaf's earlier rounds had accepted
     # (labmake.sdg.accept.Acceptor); None outside the generate stage: a rules block passes all.
     acceptor: Any = None
+    # Rounds: each checked judge's verdict on the leaf's seeds (block name -> JudgeCheck), asked
+    # once per leaf (labmake.sdg.judge_check).
+    judge_checks: dict[str, Any] = field(default_factory=dict)
     _longest: dict[tuple[str, ...], int] = field(default_factory=dict)
 
     def count_root(self) -> Counts:

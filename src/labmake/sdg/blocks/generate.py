@@ -87,8 +87,11 @@ class TeacherBlock(Block):
     def _fan_out(self, rows: list[Row], ctx: Context) -> list[Row]:
         return rows
 
-    def _ask(self, rows: list[Row], ctx: Context) -> tuple[list[Row], list[Completion], list[Row]]:
-        """(rows asked, their completions, rows rejected because no prompt fit)."""
+    def _ask(
+        self, rows: list[Row], ctx: Context, label: str | None = None
+    ) -> tuple[list[Row], list[Completion], list[Row]]:
+        """(rows asked, their completions, rows rejected because no prompt fit); ``label``: what
+        the progress line calls the requests (default: the block's name)."""
         name = self.spec["template"]
         sha = templates.sha256(name, ctx.override_dir)
         stop = tuple(self.spec.get("stop", self.default_stop))
@@ -121,7 +124,7 @@ class TeacherBlock(Block):
         if ctx.dry:
             ctx.log.extend(requests)
             return asked, [Completion("", True) for _ in requests], rejected
-        completions = ctx.complete(requests, f"{ctx.leaf}: {self.name}")
+        completions = ctx.complete(requests, f"{ctx.leaf}: {label or self.name}")
         # A request the teacher refused (or complete_all never sent) has no text to use.
         failed = {i for i, c in enumerate(completions) if getattr(c, "error", None)}
         rejected += [reject(asked[i], self.name, "teacher_error") for i in sorted(failed)]

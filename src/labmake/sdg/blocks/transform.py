@@ -129,7 +129,8 @@ class ParseBlock(Block):
 
 
 class FilterBlock(Block):
-    """Keep rows whose ``column`` lies in [min, max]; a missing score (None) never passes."""
+    """Keep rows whose ``column`` lies in [min, max]; a missing score (None) never passes,
+    except on a row its judge passed unjudged (``_unjudged``: the judge failed its check)."""
 
     type = "filter"
     allowed = frozenset({"column", "min", "max"})
@@ -143,6 +144,9 @@ class FilterBlock(Block):
         kept, rejected = [], []
         for row in rows:
             value = row[self.spec["column"]]
+            if self.spec["column"] in row.get("_unjudged", ()):
+                kept.append(row)
+                continue
             ok = value is not None and (low is None or value >= low)
             ok = ok and (high is None or value <= high)
             if ok:
