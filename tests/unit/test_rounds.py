@@ -153,22 +153,25 @@ def test_a_run_killed_in_a_later_round_resumes_to_the_same_records(tmp_path):
     assert len(resumed_teacher.sent) == total - killed_at  # only what was never answered
 
 
-def test_a_later_round_that_adds_nothing_ends_the_rounds():
-    class DriesUp(VariedTeacher):
-        """Its judges pass the first round's samples, then nothing."""
+def test_a_later_round_of_only_repeats_ends_the_rounds_and_a_rejected_one_does_not():
+    class RepeatsItself(VariedTeacher):
+        """Writes the same pair whatever the request's seed: after one, only repeats."""
 
         def complete(self, request: Request) -> Completion:
-            if request.prompt.endswith("Score:") and len(self.sent) >= 6 * PER_SAMPLE:
+            if request.prompt.endswith("<question>"):
                 self.sent.append(request)
-                return Completion(" 1", True)
+                return Completion("Which bird calls at dusk?</question>\n<answer>The owl.", True)
             return super().complete(request)
 
-    teacher = DriesUp()
-    records = _run(_gen(6, 40, 400), teacher)  # a floor the first round cannot reach
-    assert {r["round"] for r in records} == {0, 1}  # the second round added nothing: no third
+    teacher = RepeatsItself()
+    records = _run(_gen(6, 10, 400), teacher)  # a floor one distinct sample cannot reach
+    assert {r["round"] for r in records} == {0, 1}  # the second round repeated: no third
+    assert all(r["reason"] == "exact_duplicate" for r in records if r["round"] == 1)
     assert len(teacher.sent) < 400
-    kept, _ = filters.filter_leaf(SEEDS, records, FILTER)
-    assert 0 < len(kept) < 40 and all(r["round"] == 0 for r in records if r["status"] == "kept")
+    # New samples that the judges reject are no reason to stop: rounds go on to the budget.
+    never = VariedTeacher(pass_rate=0.0)
+    records = _run(_gen(6, 10, 400), never)
+    assert len({r["round"] for r in records}) > 2
 
 
 def test_round_sizes_follow_the_acceptance_so_far():

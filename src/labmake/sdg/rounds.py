@@ -8,9 +8,11 @@ new ids, seeds and few-shot draws. A round's size is what the leaf's acceptance 
 still needs (a quarter more; when nothing was accepted yet, as many as before), at least a batch
 of :data:`MIN_ROUND_ROWS` rows, at most as many as all rounds before it; and it is cut to what
 still fits in ``max_requests`` if every sample passed every judge, so a leaf never spends more
-than its first round or ``max_requests``, whichever is larger. A round after the first that adds
-no accepted sample ends the floor: the leaf's prompts have stopped giving anything new (a leaf of
-one-digit seeds spent 234 requests on repeats of its digits before this rule). A round's size depends only on
+than its first round or ``max_requests``, whichever is larger. A round after the first that
+accepts nothing and whose samples are all repeats or unreadable ends the floor: the leaf's prompts
+have stopped giving anything new (a leaf of one-digit seeds spent 234 requests on repeats of its
+digits before this rule); a round whose new samples the judges or rules rejected is followed by
+another, as a hard leaf needs. A round's size depends only on
 earlier rounds' results, which the request cache gives back byte for byte: a re-run, or one
 resumed after a kill, sends the same rounds and writes the same bytes.
 """
@@ -101,9 +103,25 @@ def run_rounds(
         rounds.append(Round(len(rounds), (done, size), result, sent[0], accepted))
         spent += sent[0]
         done += size
-        if not gained:  # more rounds of the same prompts would add nothing either
-            break
+        if not gained and not _new_samples(pipeline, result):
+            break  # the leaf's prompts give only repeats or nothing readable: more would too
     return rounds
+
+
+# Why a row is a repeat of one seen before (a dedup block's, the filter rules').
+REPEATS = frozenset({"exact_duplicate", "copies_a_seed", "near_duplicate"})
+
+
+def _new_samples(pipeline: Pipeline, result: Result) -> int:
+    """Samples of a round that the teacher wrote readably and that repeat nothing seen before."""
+    types = {block.name: block.type for block in pipeline.blocks}
+    unread = ("generate", "parse")
+    fresh = [
+        row
+        for row in result.rejected
+        if types.get(row["_rejected_by"]) not in unread and row["_reason"] not in REPEATS
+    ]
+    return len(result.kept) + len(fresh)
 
 
 def _accept(acceptor: Acceptor | None, kept: list[Row]) -> int:
