@@ -27,6 +27,12 @@ from labmake.teacher.protocol import Completion, Request
 from labmake.teacher.registry import register
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]{3,}")
+
+
+def _words(text: str) -> set[str]:
+    return {w.lower() for w in _WORD.findall(text)}
+
+
 # Test-only request counter: when this names a file, every request appends one JSON line to it,
 # {"rule", "leaf", "prompt_sha256", "seed", "prompt"}, so a test can count the requests a build
 # sent per leaf. rule and leaf come from the Snakemake job running this process (null outside
@@ -76,7 +82,7 @@ JUDGE_MARKER = "Score:"
 def _judge(prompt: str) -> Completion:
     def last(field: str) -> set[str]:
         line = prompt.rsplit(f"\n{field}:", 1)[-1].split("\n", 1)[0]
-        return {w.lower() for w in _WORD.findall(line)}
+        return _words(line)
 
     answer, reference = last("Answer") - {"answer"}, last("Reference")
     if not answer:
@@ -100,10 +106,6 @@ def _safety_verdict(prompt: str, rng: random.Random) -> Completion:
     if category is None:
         category = "unsure" if rng.random() < 0.05 else "safe"
     return Completion(text=f" {category}\n", finished=True)
-
-
-def _words(text: str) -> set[str]:
-    return {w.lower() for w in _WORD.findall(text)}
 
 
 def _last(prompt: str, tag: str) -> str:
@@ -176,7 +178,7 @@ def _wrong_options(prompt: str, rng: random.Random) -> Completion:
     from its leaf), and one time in three the right answer slips in (the options rule drops it).
     """
     answer = _last(prompt, "answer")
-    words = sorted({w.lower() for w in _WORD.findall(answer)}) or ["thing"]
+    words = sorted(_words(answer)) or ["thing"]
     if rng.random() < 0.2:
         return Completion(text="\n", finished=True)
     options = [
