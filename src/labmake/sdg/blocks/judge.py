@@ -109,17 +109,27 @@ class JudgeBlock(TeacherBlock):
     def run(self, rows: list[Row], ctx: Context) -> tuple[list[Row], list[Row]]:
         check = self._check(ctx)
         out = self.spec["output"]
-        noted = {self.name: check.summary()} if check is not None else {}
+
+        def noted(row: Row) -> Row:
+            """``row`` with this judge's check among the checks it met (none: as it is)."""
+            if check is None:
+                return row
+            return {
+                **row,
+                "_judge_checks": {**row.get("_judge_checks", {}), self.name: check.summary()},
+            }
+
         if check is not None and not check.used:
             return [
-                {
-                    **row,
-                    out: None,
-                    "_scores": {**row["_scores"], out: None},
-                    "_verdicts": {**row.get("_verdicts", {}), out: "unjudged"},
-                    "_unjudged": (*row.get("_unjudged", ()), out),
-                    "_judge_checks": {**row.get("_judge_checks", {}), **noted},
-                }
+                noted(
+                    {
+                        **row,
+                        out: None,
+                        "_scores": {**row["_scores"], out: None},
+                        "_verdicts": {**row.get("_verdicts", {}), out: "unjudged"},
+                        "_unjudged": (*row.get("_unjudged", ()), out),
+                    }
+                )
                 for row in rows
             ], []
         asked, completions, rejected = self._ask(rows, ctx)
@@ -129,16 +139,13 @@ class JudgeBlock(TeacherBlock):
         for row, text in zip(asked, texts, strict=True):
             score = best if ctx.dry else parse.parse_score(text, self.scale, self.labels)
             kept.append(
-                {
-                    **row,
-                    out: score,
-                    "_scores": {**row["_scores"], out: score},
-                    "_verdicts": {**row.get("_verdicts", {}), out: text.strip()[:40]},
-                    **(
-                        {"_judge_checks": {**row.get("_judge_checks", {}), **noted}}
-                        if noted
-                        else {}
-                    ),
-                }
+                noted(
+                    {
+                        **row,
+                        out: score,
+                        "_scores": {**row["_scores"], out: score},
+                        "_verdicts": {**row.get("_verdicts", {}), out: text.strip()[:40]},
+                    }
+                )
             )
         return kept, rejected
